@@ -1,0 +1,28 @@
+#include "runtime/backend.h"
+
+namespace ei {
+
+namespace {
+
+// Registered backends. The XnnpackBackend delegate is added here once it is implemented.
+const std::vector<const Backend*>& registry() {
+  static const std::vector<const Backend*> backends;
+  return backends;
+}
+
+}  // namespace
+
+const Backend* find_backend(std::string_view id) {
+  for (const Backend* backend : registry()) {
+    if (backend->id() == id) return backend;
+  }
+  return nullptr;
+}
+
+std::vector<std::string_view> backend_ids() {
+  std::vector<std::string_view> ids;
+  for (const Backend* backend : registry()) ids.push_back(backend->id());
+  return ids;
+}
+
+}  // namespace ei

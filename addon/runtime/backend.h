@@ -1,0 +1,58 @@
+// The delegate interface: a backend turns a delegate's payload into a handle at method load,
+// and the handle runs DelegateCall instructions.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "runtime/evalue.h"
+#include "runtime/kernel.h"
+#include "runtime/status.h"
+
+namespace ei {
+
+struct CompileSpec {
+  std::string_view key;
+  std::span<const uint8_t> value;
+};
+
+// Read-only access to the program's named data (key -> bytes of a segment).
+class NamedDataMap {
+ public:
+  virtual ~NamedDataMap() = default;
+  // Returns the bytes stored under `key`, or kMalformed/kExternalData when absent.
+  virtual Result<std::span<const uint8_t>> get(std::string_view key) const = 0;
+};
+
+struct BackendInitContext {
+  std::span<const uint8_t> processed;   // the payload, inline or from a segment
+  std::span<const CompileSpec> compile_specs;
+  const NamedDataMap* named_data = nullptr;
+  int threads = 0;                      // 0: all cores
+};
+
+// A delegate ready to run. One handle is shared by every concurrent call of a method, so
+// execute() must be safe to call from several threads at once.
+class DelegateHandle {
+ public:
+  virtual ~DelegateHandle() = default;
+  // `args` are the DelegateCall's values: the delegate's inputs, then its outputs.
+  virtual Status execute(KernelContext& context, std::span<EValue* const> args) const = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view id() const = 0;
+  virtual Result<std::unique_ptr<DelegateHandle>> init(const BackendInitContext& context) const = 0;
+};
+
+// Returns the backend registered under `id`, or nullptr.
+const Backend* find_backend(std::string_view id);
+// Ids of the registered backends, for messages and `inspect`.
+std::vector<std::string_view> backend_ids();
+
+}  // namespace ei

@@ -1,0 +1,778 @@
+// Method preparation (checking every index of an execution plan once, at load) and
+// execution (the instruction loop over a method instance).
+#include <algorithm>
+#include <cstring>
+
+#include "program_generated.h"
+#include "runtime/program.h"
+#include "runtime/tensor_copy.h"
+
+namespace ei {
+
+namespace {
+
+using flatbuffers::uoffset_t;
+
+constexpr std::string_view kXnnpackBackendId = "XnnpackBackend";
+
+ValueMeta meta_of(const ValueTemplate& value, const std::vector<TensorTemplate>& tensors) {
+  ValueMeta meta;
+  meta.tag = value.value.tag;
+  if (value.tensor_index >= 0) {
+    const Tensor& tensor = tensors[static_cast<size_t>(value.tensor_index)].tensor;
+    meta.dtype = tensor.dtype;
+    meta.sizes = tensor.sizes;
+    meta.dim_order = tensor.dim_order;
+    meta.dynamism = tensor.dynamism;
+  }
+  return meta;
+}
+
+std::string operator_problem(const std::string& full_name) {
+  std::string name_space = full_name.substr(0, full_name.find("::"));
+  if (full_name.find("::") == std::string::npos) {
+    return "operator '" + full_name + "' has no namespace and is not an ATen operator that embed-image implements";
+  }
+  if (name_space != "aten" && name_space != "dim_order_ops") {
+    return "operator " + full_name + " belongs to the custom namespace '" + name_space +
+           "', which embed-image does not implement; only ATen core operators and the XnnpackBackend delegate "
+           "run here, so export the model for XNNPACK without vendor-specific operators";
+  }
+  return "operator " + full_name + " is not implemented by embed-image's portable kernels";
+}
+
+std::string backend_problem(std::string_view id) {
+  if (id == kXnnpackBackendId) {
+    return "backend XnnpackBackend is not implemented yet in this version of embed-image; only programs that use "
+           "portable operators run for now";
+  }
+  return "backend '" + std::string(id) +
+         "' is not supported: embed-image runs the XnnpackBackend delegate and portable operators only; use the "
+         "model's XNNPACK variant (for react-native-executorch models, the .pte file whose name contains 'xnnpack')";
+}
+
+}  // namespace
+
+Status Program::prepare_method(MethodPlan& plan, const ei_pte::ExecutionPlan* flat_plan) {
+  plan.plan = flat_plan;
+
+  // Arenas. Entry 0 of non_const_buffer_sizes is reserved; memory_id N uses entry N.
+  plan.arena_sizes.push_back(0);
+  uint64_t planned_total = 0;
+  if (const auto* sizes = flat_plan->non_const_buffer_sizes()) {
+    for (uoffset_t i = 1; i < sizes->size(); ++i) {
+      int64_t size = sizes->Get(i);
+      if (size < 0) return error(ErrorCode::kMalformed, "non_const_buffer_sizes[", i, "] is negative (", size, ")");
+      if (static_cast<uint64_t>(size) > options_.max_planned_bytes - planned_total) {
+        return error(ErrorCode::kOutOfMemory, "the memory plan needs more than ", options_.max_planned_bytes,
+                     " bytes (arena ", i, " alone declares ", size, "); the file is corrupt or the model is too large");
+      }
+      planned_total += static_cast<uint64_t>(size);
+      plan.arena_sizes.push_back(size);
+    }
+  }
+
+  EI_RETURN_IF_ERROR(check_values(plan));
+  EI_RETURN_IF_ERROR(check_instructions(plan));
+
+  // Operators: resolved once; a missing kernel is a problem of the method, not of the file.
+  if (const auto* operators = flat_plan->operators()) {
+    for (uoffset_t i = 0; i < operators->size(); ++i) {
+      const auto* op = operators->Get(i);
+      std::string_view name = op->name() == nullptr ? std::string_view() : op->name()->string_view();
+      std::string_view overload = op->overload() == nullptr ? std::string_view() : op->overload()->string_view();
+      std::string full_name = operator_full_name(name, overload);
+      const KernelInfo* kernel = find_kernel(name, overload);
+      plan.operator_names.push_back(full_name);
+      plan.kernels.push_back(kernel);
+      if (kernel == nullptr) plan.problems.push_back({ErrorCode::kUnsupportedOperator, operator_problem(full_name)});
+    }
+  }
+
+  EI_RETURN_IF_ERROR(prepare_delegates(plan));
+
+  // Inputs and outputs.
+  const auto* inputs = flat_plan->inputs();
+  const auto* outputs = flat_plan->outputs();
+  if (inputs != nullptr) {
+    for (uoffset_t i = 0; i < inputs->size(); ++i) {
+      int32_t index = inputs->Get(i);
+      if (index < 0 || static_cast<size_t>(index) >= plan.values.size()) {
+        return error(ErrorCode::kMalformed, "input ", i, " refers to value ", index, " of ", plan.values.size());
+      }
+      plan.inputs.push_back(meta_of(plan.values[static_cast<size_t>(index)], plan.tensors));
+    }
+  }
+  if (outputs != nullptr) {
+    for (uoffset_t i = 0; i < outputs->size(); ++i) {
+      int32_t index = outputs->Get(i);
+      if (index < 0 || static_cast<size_t>(index) >= plan.values.size()) {
+        return error(ErrorCode::kMalformed, "output ", i, " refers to value ", index, " of ", plan.values.size());
+      }
+      plan.outputs.push_back(meta_of(plan.values[static_cast<size_t>(index)], plan.tensors));
+    }
+  }
+  return Status::Ok();
+}
+
+Status Program::check_values(MethodPlan& plan) {
+  const auto* values = plan.plan->values();
+  size_t count = values == nullptr ? 0 : values->size();
+  plan.value_count = count;
+  plan.values.resize(count);
+
+  auto check_index = [count](int64_t index, size_t value, const char* what) -> Status {
+    if (index < 0 || static_cast<uint64_t>(index) >= count) {
+      return error(ErrorCode::kMalformed, "value ", value, ": ", what, " refers to value ", index, ", out of range (",
+                   count, " values)");
+    }
+    return Status::Ok();
+  };
+
+  for (size_t i = 0; i < count; ++i) {
+    const auto* flat = values->Get(static_cast<uoffset_t>(i));
+    ValueTemplate& slot = plan.values[i];
+    switch (flat->val_type()) {
+      case ei_pte::KernelTypes::NONE:
+      case ei_pte::KernelTypes::Null:
+        slot.value.tag = Tag::kNone;
+        break;
+      case ei_pte::KernelTypes::Int:
+        slot.value.tag = Tag::kInt;
+        slot.value.int_value = flat->val_as_Int()->int_val();
+        break;
+      case ei_pte::KernelTypes::Bool:
+        slot.value.tag = Tag::kBool;
+        slot.value.bool_value = flat->val_as_Bool()->bool_val();
+        break;
+      case ei_pte::KernelTypes::Double:
+        slot.value.tag = Tag::kDouble;
+        slot.value.double_value = flat->val_as_Double()->double_val();
+        break;
+      case ei_pte::KernelTypes::String: {
+        slot.value.tag = Tag::kString;
+        const auto* text = flat->val_as_String()->string_val();
+        if (text != nullptr) slot.value.string_value = text->string_view();
+        break;
+      }
+      case ei_pte::KernelTypes::IntList:
+      case ei_pte::KernelTypes::TensorList:
+      case ei_pte::KernelTypes::OptionalTensorList: {
+        bool optional = flat->val_type() == ei_pte::KernelTypes::OptionalTensorList;
+        bool ints = flat->val_type() == ei_pte::KernelTypes::IntList;
+        slot.value.tag = ints ? Tag::kIntList : optional ? Tag::kOptionalTensorList : Tag::kTensorList;
+        if (ints) {
+          if (const auto* items = flat->val_as_IntList()->items()) {
+            for (int64_t item : *items) {
+              EI_RETURN_IF_ERROR(check_index(item, i, "an IntList item"));
+              slot.item_indices.push_back(static_cast<int32_t>(item));
+            }
+          }
+        } else {
+          const auto* items = optional ? flat->val_as_OptionalTensorList()->items() : flat->val_as_TensorList()->items();
+          if (items != nullptr) {
+            for (int32_t item : *items) {
+              if (optional && item == -1) {
+                slot.item_indices.push_back(-1);
+                continue;
+              }
+              EI_RETURN_IF_ERROR(check_index(item, i, "a tensor list item"));
+              slot.item_indices.push_back(item);
+            }
+          }
+        }
+        break;
+      }
+      case ei_pte::KernelTypes::DoubleList:
+        slot.value.tag = Tag::kDoubleList;
+        if (const auto* items = flat->val_as_DoubleList()->items()) {
+          slot.value.double_items.assign(items->begin(), items->end());
+        }
+        break;
+      case ei_pte::KernelTypes::BoolList:
+        slot.value.tag = Tag::kBoolList;
+        if (const auto* items = flat->val_as_BoolList()->items()) {
+          for (uint8_t item : *items) slot.value.bool_items.push_back(item != 0);
+        }
+        break;
+      case ei_pte::KernelTypes::Tensor: {
+        slot.value.tag = Tag::kTensor;
+        slot.tensor_index = static_cast<int32_t>(plan.tensors.size());
+        plan.tensors.emplace_back();
+        break;
+      }
+      default:
+        return error(ErrorCode::kMalformed, "value ", i, " has unknown type ", static_cast<int>(flat->val_type()));
+    }
+  }
+
+  // List items must name values of the right kind; checked after every tag is known.
+  for (size_t i = 0; i < count; ++i) {
+    const ValueTemplate& slot = plan.values[i];
+    for (int32_t item : slot.item_indices) {
+      if (item < 0) continue;
+      Tag item_tag = plan.values[static_cast<size_t>(item)].value.tag;
+      bool valid = slot.value.tag == Tag::kIntList ? item_tag == Tag::kInt
+                   : slot.value.tag == Tag::kOptionalTensorList ? (item_tag == Tag::kTensor || item_tag == Tag::kNone)
+                                                                  : item_tag == Tag::kTensor;
+      if (!valid) {
+        return error(ErrorCode::kMalformed, "value ", i, " (", tag_name(slot.value.tag), ") lists value ", item,
+                     ", which is ", tag_name(item_tag));
+      }
+    }
+  }
+
+  // Tensors.
+  for (size_t i = 0; i < count; ++i) {
+    const ValueTemplate& slot = plan.values[i];
+    if (slot.tensor_index < 0) continue;
+    const auto* flat = values->Get(static_cast<uoffset_t>(i))->val_as_Tensor();
+    TensorTemplate& entry = plan.tensors[static_cast<size_t>(slot.tensor_index)];
+    Tensor& tensor = entry.tensor;
+
+    tensor.dtype = static_cast<ScalarType>(flat->scalar_type());
+    if (element_size(tensor.dtype) == 0) {
+      return error(ErrorCode::kMalformed, "tensor value ", i, " has unknown scalar type ",
+                   static_cast<int>(flat->scalar_type()));
+    }
+    if (!is_supported_dtype(tensor.dtype)) {
+      plan.problems.push_back({ErrorCode::kUnsupportedDtype, "tensor value " + std::to_string(i) + " has dtype " +
+                                                                 dtype_name(tensor.dtype) +
+                                                                 ", which embed-image does not compute with yet"});
+    }
+    if (flat->storage_offset() != 0) {
+      return error(ErrorCode::kMalformed, "tensor value ", i, " has storage_offset ", flat->storage_offset(),
+                   "; only 0 is valid");
+    }
+    if (flat->sizes() != nullptr) tensor.sizes.assign(flat->sizes()->begin(), flat->sizes()->end());
+    if (tensor.sizes.size() > kMaxRank) {
+      return error(ErrorCode::kMalformed, "tensor value ", i, " has rank ", tensor.sizes.size(), ", above the limit ",
+                   kMaxRank);
+    }
+    int64_t numel = checked_numel(tensor.sizes);
+    if (numel < 0 || static_cast<uint64_t>(numel) > (uint64_t{1} << 48) / element_size(tensor.dtype)) {
+      return error(ErrorCode::kMalformed, "tensor value ", i, " has invalid sizes ", tensor.shape_string());
+    }
+    if (flat->dim_order() != nullptr && flat->dim_order()->size() > 0) {
+      tensor.dim_order.assign(flat->dim_order()->begin(), flat->dim_order()->end());
+      std::vector<bool> seen(tensor.sizes.size(), false);
+      bool valid = tensor.dim_order.size() == tensor.sizes.size();
+      for (uint8_t dim : tensor.dim_order) {
+        if (!valid || dim >= seen.size() || seen[dim]) {
+          valid = false;
+          break;
+        }
+        seen[dim] = true;
+      }
+      if (!valid) {
+        return error(ErrorCode::kMalformed, "tensor value ", i, " has a dim_order that is not a permutation of its ",
+                     tensor.sizes.size(), " dimensions");
+      }
+    } else {
+      for (size_t d = 0; d < tensor.sizes.size(); ++d) tensor.dim_order.push_back(static_cast<uint8_t>(d));
+    }
+    tensor.update_strides();
+    tensor.dynamism = static_cast<ShapeDynamism>(flat->shape_dynamism());
+    if (tensor.dynamism != ShapeDynamism::kStatic && tensor.dynamism != ShapeDynamism::kDynamicBound &&
+        tensor.dynamism != ShapeDynamism::kDynamicUnbound) {
+      return error(ErrorCode::kMalformed, "tensor value ", i, " has unknown shape_dynamism ",
+                   static_cast<int>(flat->shape_dynamism()));
+    }
+    tensor.upper_bound = tensor.sizes;
+    size_t nbytes = static_cast<size_t>(numel) * element_size(tensor.dtype);
+
+    const auto* extra = flat->extra_tensor_info();
+    if (extra != nullptr && extra->location() == ei_pte::TensorDataLocation::EXTERNAL) {
+      std::string fqn = extra->fully_qualified_name() == nullptr ? "" : extra->fully_qualified_name()->str();
+      plan.problems.push_back({ErrorCode::kExternalData,
+                               "tensor value " + std::to_string(i) + (fqn.empty() ? "" : " ('" + fqn + "')") +
+                                   " is stored in an external .ptd data file, which embed-image does not load; "
+                                   "export the model with its weights inside the .pte file"});
+      continue;
+    }
+
+    const auto* allocation = flat->allocation_info();
+    if (allocation != nullptr) {
+      uint32_t memory_id = allocation->memory_id();
+      uint64_t offset = (uint64_t{allocation->memory_offset_high()} << 32) | allocation->memory_offset_low();
+      if (memory_id == 0 || memory_id >= plan.arena_sizes.size()) {
+        return error(ErrorCode::kMalformed, "tensor value ", i, " is planned in memory_id ", memory_id,
+                     ", which the plan does not have (", plan.arena_sizes.size() - 1, " arenas)");
+      }
+      uint64_t arena = static_cast<uint64_t>(plan.arena_sizes[memory_id]);
+      if (offset > arena || nbytes > arena - offset) {
+        return error(ErrorCode::kMalformed, "tensor value ", i, " (", nbytes, " bytes at offset ", offset,
+                     ") does not fit in arena ", memory_id, " of ", arena, " bytes");
+      }
+      entry.memory_id = static_cast<int32_t>(memory_id);
+      entry.offset = offset;
+      tensor.capacity = nbytes;
+      if (flat->data_buffer_idx() > 0) {
+        auto initial = tensor_data(flat, nbytes, true);
+        if (!initial.ok()) return initial.status().with_context("tensor value " + std::to_string(i) + ": ");
+        entry.initial = initial.value();
+      }
+    } else if (flat->data_buffer_idx() > 0) {
+      auto bytes = tensor_data(flat, nbytes, false);
+      if (!bytes.ok()) return bytes.status().with_context("tensor value " + std::to_string(i) + ": ");
+      tensor.data = const_cast<uint8_t*>(bytes.value());
+      tensor.capacity = nbytes;
+      tensor.is_constant = true;
+    }
+  }
+  return Status::Ok();
+}
+
+Status Program::check_instructions(MethodPlan& plan) {
+  const auto* chains = plan.plan->chains();
+  if (chains == nullptr) return Status::Ok();
+  size_t value_count = plan.values.size();
+  size_t operator_count = plan.plan->operators() == nullptr ? 0 : plan.plan->operators()->size();
+  size_t delegate_count = plan.plan->delegates() == nullptr ? 0 : plan.plan->delegates()->size();
+
+  for (uoffset_t c = 0; c < chains->size(); ++c) {
+    const auto* instructions = chains->Get(c)->instructions();
+    if (instructions == nullptr) continue;
+    size_t instruction_count = instructions->size();
+    plan.instruction_count += instruction_count;
+
+    for (uoffset_t pc = 0; pc < instruction_count; ++pc) {
+      auto where = [&]() { return "chain " + std::to_string(c) + " instruction " + std::to_string(pc) + ": "; };
+      auto check_value = [&](int64_t index, const char* what) -> Status {
+        if (index < 0 || static_cast<uint64_t>(index) >= value_count) {
+          return error(ErrorCode::kMalformed, where(), what, " refers to value ", index, ", out of range (",
+                       value_count, " values)");
+        }
+        return Status::Ok();
+      };
+      const auto* instruction = instructions->Get(pc);
+      switch (instruction->instr_args_type()) {
+        case ei_pte::InstructionArguments::KernelCall: {
+          const auto* call = instruction->instr_args_as_KernelCall();
+          if (call->op_index() < 0 || static_cast<size_t>(call->op_index()) >= operator_count) {
+            return error(ErrorCode::kMalformed, where(), "operator index ", call->op_index(), " is out of range (",
+                         operator_count, " operators)");
+          }
+          if (call->args() != nullptr) {
+            for (int32_t arg : *call->args()) EI_RETURN_IF_ERROR(check_value(arg, "a kernel argument"));
+          }
+          break;
+        }
+        case ei_pte::InstructionArguments::DelegateCall: {
+          const auto* call = instruction->instr_args_as_DelegateCall();
+          if (call->delegate_index() < 0 || static_cast<size_t>(call->delegate_index()) >= delegate_count) {
+            return error(ErrorCode::kMalformed, where(), "delegate index ", call->delegate_index(),
+                         " is out of range (", delegate_count, " delegates)");
+          }
+          if (call->args() != nullptr) {
+            for (int32_t arg : *call->args()) EI_RETURN_IF_ERROR(check_value(arg, "a delegate argument"));
+          }
+          break;
+        }
+        case ei_pte::InstructionArguments::MoveCall: {
+          const auto* call = instruction->instr_args_as_MoveCall();
+          EI_RETURN_IF_ERROR(check_value(call->move_from(), "move_from"));
+          EI_RETURN_IF_ERROR(check_value(call->move_to(), "move_to"));
+          break;
+        }
+        case ei_pte::InstructionArguments::JumpFalseCall: {
+          const auto* call = instruction->instr_args_as_JumpFalseCall();
+          EI_RETURN_IF_ERROR(check_value(call->cond_value_index(), "the condition"));
+          int32_t destination = call->destination_instruction();
+          if (destination < 0 || static_cast<size_t>(destination) >= instruction_count) {
+            return error(ErrorCode::kMalformed, where(), "jump destination ", destination, " is out of range (",
+                         instruction_count, " instructions)");
+          }
+          Tag tag = plan.values[static_cast<size_t>(call->cond_value_index())].value.tag;
+          if (tag != Tag::kBool && tag != Tag::kTensor) {
+            return error(ErrorCode::kMalformed, where(), "jump condition is ", tag_name(tag),
+                         ", not a Bool or a bool tensor");
+          }
+          break;
+        }
+        case ei_pte::InstructionArguments::FreeCall: {
+          const auto* call = instruction->instr_args_as_FreeCall();
+          EI_RETURN_IF_ERROR(check_value(call->value_index(), "the freed value"));
+          if (plan.values[static_cast<size_t>(call->value_index())].value.tag != Tag::kTensor) {
+            return error(ErrorCode::kMalformed, where(), "FreeCall names value ", call->value_index(),
+                         ", which is not a tensor");
+          }
+          break;
+        }
+        default:
+          return error(ErrorCode::kMalformed, where(), "unknown instruction type ",
+                       static_cast<int>(instruction->instr_args_type()));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status Program::prepare_delegates(MethodPlan& plan) {
+  const auto* delegates = plan.plan->delegates();
+  if (delegates == nullptr) return Status::Ok();
+  for (uoffset_t i = 0; i < delegates->size(); ++i) {
+    const auto* delegate = delegates->Get(i);
+    std::string id = delegate->id() == nullptr ? "" : delegate->id()->str();
+    plan.backend_ids.push_back(id);
+    plan.delegates.push_back(nullptr);
+
+    const auto* processed = delegate->processed();
+    if (processed == nullptr) return error(ErrorCode::kMalformed, "delegate ", i, " (", id, ") has no payload");
+    std::span<const uint8_t> payload;
+    if (processed->location() == ei_pte::DataLocation::INLINE) {
+      const auto* inline_data = program_->backend_delegate_data();
+      if (inline_data == nullptr || processed->index() >= inline_data->size()) {
+        return error(ErrorCode::kMalformed, "delegate ", i, " (", id, ") payload index ", processed->index(),
+                     " is out of range of backend_delegate_data");
+      }
+      const auto* bytes = inline_data->Get(processed->index())->data();
+      if (bytes != nullptr) payload = std::span<const uint8_t>(bytes->data(), bytes->size());
+    } else if (processed->location() == ei_pte::DataLocation::SEGMENT) {
+      if (processed->index() >= segments_.size()) {
+        return error(ErrorCode::kMalformed, "delegate ", i, " (", id, ") payload segment ", processed->index(),
+                     " is out of range (", segments_.size(), " segments)");
+      }
+      payload = segments_[processed->index()];
+    } else {
+      return error(ErrorCode::kMalformed, "delegate ", i, " (", id, ") has unknown payload location ",
+                   static_cast<int>(processed->location()));
+    }
+
+    const Backend* backend = find_backend(id);
+    if (backend == nullptr) {
+      bool known = std::any_of(plan.problems.begin(), plan.problems.end(),
+                               [&](const Problem& problem) { return problem.message == backend_problem(id); });
+      if (!known) plan.problems.push_back({ErrorCode::kUnsupportedBackend, backend_problem(id)});
+      continue;
+    }
+
+    std::vector<CompileSpec> specs;
+    if (const auto* flat_specs = delegate->compile_specs()) {
+      for (const auto* spec : *flat_specs) {
+        CompileSpec entry;
+        if (spec->key() != nullptr) entry.key = spec->key()->string_view();
+        if (spec->value() != nullptr) entry.value = std::span<const uint8_t>(spec->value()->data(), spec->value()->size());
+        specs.push_back(entry);
+      }
+    }
+    BackendInitContext context{payload, specs, named_data_.get(), options_.threads};
+    auto handle = backend->init(context);
+    if (!handle.ok()) {
+      Status status = handle.status().with_context("delegate " + std::to_string(i) + " (" + id + "): ");
+      if (!options_.allow_unsupported) return status;
+      plan.problems.push_back({status.code(), status.message()});
+      continue;
+    }
+    plan.delegates.back() = std::shared_ptr<const DelegateHandle>(std::move(handle).value());
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<MethodInstance>> Program::create_instance(MethodPlan& plan) {
+  auto instance = std::make_unique<MethodInstance>();
+  instance->arenas.resize(plan.arena_sizes.size());
+  for (size_t id = 1; id < plan.arena_sizes.size(); ++id) {
+    size_t size = static_cast<size_t>(plan.arena_sizes[id]);
+    instance->arenas[id] = allocate_aligned(size);
+    if (!instance->arenas[id]) {
+      return error(ErrorCode::kOutOfMemory, "cannot allocate ", size, " bytes for arena ", id, " of method '",
+                   plan.name, "'");
+    }
+  }
+
+  instance->tensors.reserve(plan.tensors.size());
+  for (const TensorTemplate& entry : plan.tensors) {
+    Tensor& tensor = instance->tensors.emplace_back(entry.tensor);
+    if (entry.memory_id >= 0) {
+      tensor.data = instance->arenas[static_cast<size_t>(entry.memory_id)].get() + entry.offset;
+      if (entry.initial != nullptr) std::memcpy(tensor.data, entry.initial, tensor.capacity);
+    }
+  }
+
+  instance->values.resize(plan.values.size());
+  for (size_t i = 0; i < plan.values.size(); ++i) {
+    const ValueTemplate& slot = plan.values[i];
+    EValue& value = instance->values[i];
+    value = slot.value;
+    if (slot.tensor_index >= 0) value.tensor = &instance->tensors[static_cast<size_t>(slot.tensor_index)];
+    for (int32_t item : slot.item_indices) {
+      value.items.push_back(item < 0 ? nullptr : &instance->values[static_cast<size_t>(item)]);
+    }
+  }
+  return instance;
+}
+
+Result<std::vector<IoValue>> Program::execute(std::string_view method_name, const std::vector<IoValue>& inputs) {
+  EI_ASSIGN_OR_RETURN(MethodPlan * plan, method(method_name));
+  if (!plan->runnable()) {
+    const Problem& first = plan->problems.front();
+    return Status(first.code, "method '" + plan->name + "' cannot run: " + first.message);
+  }
+
+  std::unique_ptr<MethodInstance> instance;
+  {
+    std::lock_guard<std::mutex> lock(plan->pool_mutex_);
+    if (!plan->pool_.empty()) {
+      instance = std::move(plan->pool_.back());
+      plan->pool_.pop_back();
+    }
+  }
+  if (!instance) {
+    EI_ASSIGN_OR_RETURN(instance, create_instance(*plan));
+  }
+
+  std::vector<IoValue> outputs;
+  Status status = run(*plan, *instance, inputs, outputs);
+  {
+    std::lock_guard<std::mutex> lock(plan->pool_mutex_);
+    plan->pool_.push_back(std::move(instance));
+  }
+  if (!status.ok()) return status.with_context("method '" + plan->name + "': ");
+  return outputs;
+}
+
+namespace {
+
+Status bind_input(size_t index, const ValueMeta& meta, EValue& value, const IoValue& input) {
+  auto fail = [&](const std::string& message) {
+    return error(ErrorCode::kInvalidInput, "input ", index, ": ", message);
+  };
+  switch (meta.tag) {
+    case Tag::kTensor: {
+      if (input.tag != Tag::kTensor) return fail(std::string("expected a tensor, got ") + tag_name(input.tag));
+      Tensor& tensor = *value.tensor;
+      if (input.dtype != tensor.dtype) {
+        return fail("expected dtype " + dtype_name(tensor.dtype) + ", got " + dtype_name(input.dtype));
+      }
+      if (input.sizes.size() != tensor.upper_bound.size()) {
+        Tensor expected;
+        expected.sizes = tensor.upper_bound;
+        return fail("expected rank " + std::to_string(expected.sizes.size()) + " (shape " + expected.shape_string() +
+                    "), got rank " + std::to_string(input.sizes.size()));
+      }
+      for (size_t d = 0; d < input.sizes.size(); ++d) {
+        int64_t size = input.sizes[d];
+        int64_t bound = tensor.upper_bound[d];
+        bool valid = tensor.dynamism == ShapeDynamism::kStatic          ? size == bound
+                     : tensor.dynamism == ShapeDynamism::kDynamicBound ? (size >= 0 && size <= bound)
+                                                                         : size >= 0;
+        if (!valid) {
+          Tensor expected;
+          expected.sizes = tensor.upper_bound;
+          return fail("size " + std::to_string(size) + " of dimension " + std::to_string(d) +
+                      (tensor.dynamism == ShapeDynamism::kStatic ? " does not match the static shape "
+                                                                  : " exceeds the upper bound ") +
+                      expected.shape_string());
+        }
+      }
+      int64_t numel = checked_numel(input.sizes);
+      size_t nbytes = static_cast<size_t>(numel) * element_size(input.dtype);
+      if (numel < 0 || nbytes != input.nbytes) return fail("data size does not match the shape");
+
+      tensor.sizes = input.sizes;
+      tensor.update_strides();
+      if (tensor.data == nullptr || tensor.capacity < nbytes) {
+        if (tensor.is_constant) return fail("the method input is a constant tensor");
+        if (tensor.dynamism == ShapeDynamism::kDynamicUnbound || tensor.data == nullptr) {
+          auto storage = allocate_aligned(nbytes == 0 ? 1 : nbytes);
+          if (!storage) return error(ErrorCode::kOutOfMemory, "cannot allocate ", nbytes, " bytes for input ", index);
+          tensor.owned = std::move(storage);
+          tensor.data = tensor.owned.get();
+          tensor.capacity = nbytes;
+        } else {
+          return fail("needs " + std::to_string(nbytes) + " bytes but " + std::to_string(tensor.capacity) +
+                      " are planned");
+        }
+      }
+      copy_from_contiguous(tensor, input.bytes.get());
+      return Status::Ok();
+    }
+    case Tag::kInt:
+      if (input.tag != Tag::kInt) return fail(std::string("expected an Int, got ") + tag_name(input.tag));
+      value.int_value = input.int_value;
+      return Status::Ok();
+    case Tag::kDouble:
+      if (input.tag == Tag::kInt) {
+        value.double_value = static_cast<double>(input.int_value);
+      } else if (input.tag == Tag::kDouble) {
+        value.double_value = input.double_value;
+      } else {
+        return fail(std::string("expected a Double, got ") + tag_name(input.tag));
+      }
+      return Status::Ok();
+    case Tag::kBool:
+      if (input.tag != Tag::kBool) return fail(std::string("expected a Bool, got ") + tag_name(input.tag));
+      value.bool_value = input.bool_value;
+      return Status::Ok();
+    case Tag::kNone:
+      return Status::Ok();
+    default:
+      return fail(std::string("inputs of type ") + tag_name(meta.tag) + " cannot be passed through the API");
+  }
+}
+
+// Every tensor an instruction reads must have memory behind it unless it is empty.
+Status check_memory(const EValue* value, int32_t index) {
+  auto check = [index](const Tensor* tensor) -> Status {
+    if (tensor != nullptr && tensor->data == nullptr && tensor->dynamism != ShapeDynamism::kDynamicUnbound &&
+        tensor->numel() > 0) {
+      return error(ErrorCode::kMalformed, "value ", index,
+                   " is a tensor with no memory: it is neither planned, constant nor a method input");
+    }
+    return Status::Ok();
+  };
+  if (value->tag == Tag::kTensor) return check(value->tensor);
+  if (value->tag == Tag::kTensorList || value->tag == Tag::kOptionalTensorList) {
+    for (const EValue* item : value->items) {
+      if (item != nullptr && item->tag == Tag::kTensor) EI_RETURN_IF_ERROR(check(item->tensor));
+    }
+  }
+  return Status::Ok();
+}
+
+Result<IoValue> collect_output(size_t index, const EValue& value) {
+  IoValue output;
+  output.tag = value.tag;
+  switch (value.tag) {
+    case Tag::kTensor: {
+      const Tensor& tensor = *value.tensor;
+      output.dtype = tensor.dtype;
+      output.sizes = tensor.sizes;
+      output.nbytes = tensor.nbytes();
+      output.bytes = allocate_aligned(output.nbytes == 0 ? 1 : output.nbytes);
+      if (!output.bytes) return error(ErrorCode::kOutOfMemory, "cannot allocate ", output.nbytes, " bytes for output ", index);
+      if (output.nbytes > 0) {
+        if (tensor.data == nullptr) return error(ErrorCode::kMalformed, "output ", index, " has no memory");
+        copy_to_contiguous(tensor, output.bytes.get());
+      }
+      break;
+    }
+    case Tag::kInt: output.int_value = value.int_value; break;
+    case Tag::kDouble: output.double_value = value.double_value; break;
+    case Tag::kBool: output.bool_value = value.bool_value; break;
+    case Tag::kString: output.string_value = std::string(value.string_value); break;
+    case Tag::kNone: break;
+    default:
+      return error(ErrorCode::kInvalidInput, "output ", index, " is a ", tag_name(value.tag),
+                   ", which the API cannot return");
+  }
+  return output;
+}
+
+}  // namespace
+
+Status Program::run(MethodPlan& plan, MethodInstance& instance, const std::vector<IoValue>& inputs,
+                    std::vector<IoValue>& outputs) {
+  const auto* flat_inputs = plan.plan->inputs();
+  size_t input_count = flat_inputs == nullptr ? 0 : flat_inputs->size();
+  if (inputs.size() != input_count) {
+    return error(ErrorCode::kInvalidInput, "expected ", input_count, " inputs, got ", inputs.size());
+  }
+  for (size_t i = 0; i < input_count; ++i) {
+    EValue& value = instance.values[static_cast<size_t>(flat_inputs->Get(static_cast<uoffset_t>(i)))];
+    EI_RETURN_IF_ERROR(bind_input(i, plan.inputs[i], value, inputs[i]));
+  }
+
+  KernelContext context;
+  std::vector<EValue*> args;
+  uint64_t steps = 0;
+  const auto* chains = plan.plan->chains();
+  size_t chain_count = chains == nullptr ? 0 : chains->size();
+  for (size_t c = 0; c < chain_count; ++c) {
+    const auto* instructions = chains->Get(static_cast<uoffset_t>(c))->instructions();
+    size_t count = instructions == nullptr ? 0 : instructions->size();
+    size_t pc = 0;
+    while (pc < count) {
+      if (++steps > options_.max_instructions) {
+        return error(ErrorCode::kExecutionLimit, "stopped after ", options_.max_instructions,
+                     " instructions (the limit set by maxInstructions); the program may loop forever");
+      }
+      const auto* instruction = instructions->Get(static_cast<uoffset_t>(pc));
+      auto where = [&]() { return "instruction " + std::to_string(pc) + ": "; };
+      size_t next = pc + 1;
+      switch (instruction->instr_args_type()) {
+        case ei_pte::InstructionArguments::KernelCall: {
+          const auto* call = instruction->instr_args_as_KernelCall();
+          const KernelInfo* kernel = plan.kernels[static_cast<size_t>(call->op_index())];
+          args.clear();
+          if (call->args() != nullptr) {
+            for (int32_t arg : *call->args()) {
+              EValue* value = &instance.values[static_cast<size_t>(arg)];
+              EI_RETURN_IF_ERROR(check_memory(value, arg).with_context(where()));
+              args.push_back(value);
+            }
+          }
+          Status status = kernel->fn(context, args);
+          if (!status.ok()) {
+            return status.with_context(where() + plan.operator_names[static_cast<size_t>(call->op_index())] + ": ");
+          }
+          break;
+        }
+        case ei_pte::InstructionArguments::DelegateCall: {
+          const auto* call = instruction->instr_args_as_DelegateCall();
+          size_t index = static_cast<size_t>(call->delegate_index());
+          args.clear();
+          if (call->args() != nullptr) {
+            for (int32_t arg : *call->args()) {
+              EValue* value = &instance.values[static_cast<size_t>(arg)];
+              EI_RETURN_IF_ERROR(check_memory(value, arg).with_context(where()));
+              args.push_back(value);
+            }
+          }
+          Status status = plan.delegates[index]->execute(context, args);
+          if (!status.ok()) return status.with_context(where() + "delegate " + plan.backend_ids[index] + ": ");
+          break;
+        }
+        case ei_pte::InstructionArguments::MoveCall: {
+          const auto* call = instruction->instr_args_as_MoveCall();
+          instance.values[static_cast<size_t>(call->move_to())] = instance.values[static_cast<size_t>(call->move_from())];
+          break;
+        }
+        case ei_pte::InstructionArguments::JumpFalseCall: {
+          const auto* call = instruction->instr_args_as_JumpFalseCall();
+          const EValue& condition = instance.values[static_cast<size_t>(call->cond_value_index())];
+          bool truth = false;
+          if (condition.tag == Tag::kBool) {
+            truth = condition.bool_value;
+          } else if (condition.tag == Tag::kTensor && condition.tensor->dtype == ScalarType::kBool &&
+                     condition.tensor->data != nullptr) {
+            // A bool tensor is true when every element is true.
+            const uint8_t* bytes = condition.tensor->data_as<uint8_t>();
+            truth = std::all_of(bytes, bytes + condition.tensor->numel(), [](uint8_t b) { return b != 0; });
+          } else {
+            return error(ErrorCode::kKernelFailed, where(), "jump condition is not a Bool or a bool tensor");
+          }
+          if (!truth) next = static_cast<size_t>(call->destination_instruction());
+          break;
+        }
+        case ei_pte::InstructionArguments::FreeCall: {
+          const auto* call = instruction->instr_args_as_FreeCall();
+          Tensor* tensor = instance.values[static_cast<size_t>(call->value_index())].tensor;
+          // Only memory the runtime allocated can be released; planned memory stays with its arena.
+          if (tensor != nullptr && tensor->owned) {
+            tensor->owned.reset();
+            tensor->data = nullptr;
+            tensor->capacity = 0;
+          }
+          break;
+        }
+        default:
+          return error(ErrorCode::kMalformed, where(), "unknown instruction type");
+      }
+      pc = next;
+    }
+  }
+
+  const auto* flat_outputs = plan.plan->outputs();
+  size_t output_count = flat_outputs == nullptr ? 0 : flat_outputs->size();
+  outputs.reserve(output_count);
+  for (size_t i = 0; i < output_count; ++i) {
+    const EValue& value = instance.values[static_cast<size_t>(flat_outputs->Get(static_cast<uoffset_t>(i)))];
+    EI_ASSIGN_OR_RETURN(IoValue output, collect_output(i, value));
+    outputs.push_back(std::move(output));
+  }
+  return Status::Ok();
+}
+
+}  // namespace ei

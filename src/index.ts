@@ -1,0 +1,16 @@
+export { EmbedImageError, type ErrorCode } from './errors.js';
+export {
+  Program,
+  supportedBackends,
+  supportedOperators,
+  checkTensor,
+  isTensor,
+  typedArrayConstructor,
+  type DType,
+  type LoadOptions,
+  type MethodMeta,
+  type ProgramInfo,
+  type Tensor,
+  type TensorData,
+  type Value,
+} from './program.js';

@@ -1,0 +1,175 @@
+/**
+ * Typed access to ExecuTorch programs (.pte files): load, inspect and execute methods.
+ *
+ * Execution runs on a worker thread, never on the JS thread. One Program may execute
+ * concurrently: each call takes its own instance of the method's planned memory from a
+ * pool, so calls never wait for each other; delegates are initialized once per program and
+ * shared. dispose() is safe while calls run: they finish, and the memory is released after
+ * the last one.
+ */
+import { EmbedImageError, fromNativeError } from './errors.js';
+import {
+  native,
+  type NativeDType,
+  type NativeMethodMeta,
+  type NativeProgram,
+  type NativeProgramInfo,
+  type NativeTensor,
+  type NativeValue,
+} from './native.js';
+
+export type DType = NativeDType;
+export type TensorData = Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
+
+/** A tensor in row-major (contiguous) order over `shape`. Bool tensors hold 0/1 in a Uint8Array. */
+export interface Tensor {
+  dtype: DType;
+  shape: number[];
+  data: TensorData;
+}
+
+/** A method input or output: a tensor, an Int, a Double, a Bool, a String or None (null). */
+export type Value = Tensor | number | bigint | boolean | string | null;
+
+export type MethodMeta = NativeMethodMeta;
+export type ProgramInfo = NativeProgramInfo;
+
+export interface LoadOptions {
+  /** Load even when a method needs operators or backends that this runtime lacks (default false). */
+  allowUnsupported?: boolean;
+  /** Worker threads for kernels and delegates; 0 (default) means all cores. */
+  threads?: number;
+  /** Instructions one call may execute before it fails with ERR_EXECUTION_LIMIT (default 10,000,000). */
+  maxInstructions?: number;
+}
+
+const typedArrayForDType: Record<DType, new (length: number) => TensorData> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int64: BigInt64Array,
+  int32: Int32Array,
+  int16: Int16Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  bool: Uint8Array,
+};
+
+/** Returns the TypedArray constructor that holds elements of `dtype`. */
+export function typedArrayConstructor(dtype: DType): new (length: number) => TensorData {
+  const constructor = typedArrayForDType[dtype];
+  if (!constructor) throw new EmbedImageError('ERR_UNSUPPORTED_DTYPE', `unsupported dtype "${String(dtype)}"`);
+  return constructor;
+}
+
+/** Checks that a tensor's data matches its dtype and shape; throws ERR_INVALID_INPUT otherwise. */
+export function checkTensor(tensor: Tensor, label: string): void {
+  const constructor = typedArrayForDType[tensor.dtype];
+  if (!constructor) {
+    throw new EmbedImageError('ERR_INVALID_INPUT', `${label}: unsupported dtype "${String(tensor.dtype)}"`);
+  }
+  if (!Array.isArray(tensor.shape) || tensor.shape.some((size) => !Number.isSafeInteger(size) || size < 0)) {
+    throw new EmbedImageError('ERR_INVALID_INPUT', `${label}: shape must be an array of non-negative integers, got ${JSON.stringify(tensor.shape)}`);
+  }
+  if (!(tensor.data instanceof constructor)) {
+    throw new EmbedImageError('ERR_INVALID_INPUT', `${label}: dtype ${tensor.dtype} needs a ${constructor.name}, got ${tensor.data?.constructor?.name ?? typeof tensor.data}`);
+  }
+  const count = tensor.shape.reduce((product, size) => product * size, 1);
+  if (tensor.data.length !== count) {
+    throw new EmbedImageError('ERR_INVALID_INPUT', `${label}: shape [${tensor.shape.join(', ')}] has ${count} elements but data has ${tensor.data.length}`);
+  }
+}
+
+export function isTensor(value: unknown): value is Tensor {
+  return typeof value === 'object' && value !== null && 'dtype' in value && 'shape' in value && 'data' in value;
+}
+
+export class Program {
+  /** The file path, or "<buffer>" for a program loaded from memory. */
+  readonly source: string;
+  #native: NativeProgram | undefined;
+
+  private constructor(source: string, handle: NativeProgram) {
+    this.source = source;
+    this.#native = handle;
+  }
+
+  /** Loads a program from a .pte path or from bytes. Files are memory-mapped, and weights are used in place. */
+  static async load(source: string | Uint8Array, options: LoadOptions = {}): Promise<Program> {
+    const threads = options.threads ?? 0;
+    if (!Number.isInteger(threads) || threads < 0 || threads > 1024) {
+      throw new EmbedImageError('ERR_INVALID_ARGUMENT', `threads must be an integer from 0 (all cores) to 1024, got ${threads}`);
+    }
+    const maxInstructions = options.maxInstructions ?? 10_000_000;
+    if (!Number.isSafeInteger(maxInstructions) || maxInstructions < 1) {
+      throw new EmbedImageError('ERR_INVALID_ARGUMENT', `maxInstructions must be a positive integer, got ${maxInstructions}`);
+    }
+    if (typeof source !== 'string' && !(source instanceof Uint8Array)) {
+      throw new EmbedImageError('ERR_INVALID_ARGUMENT', 'source must be a file path or a Uint8Array/Buffer of .pte bytes');
+    }
+    try {
+      const handle = await native().loadProgram(source, {
+        allowUnsupported: options.allowUnsupported ?? false,
+        threads,
+        maxInstructions,
+      });
+      return new Program(typeof source === 'string' ? source : '<buffer>', handle);
+    } catch (error) {
+      throw fromNativeError(error);
+    }
+  }
+
+  #handle(): NativeProgram {
+    if (!this.#native) throw new EmbedImageError('ERR_DISPOSED', `program ${this.source} was disposed`);
+    return this.#native;
+  }
+
+  /** Method names in file order. */
+  methodNames(): string[] {
+    return this.#handle().methodNames();
+  }
+
+  methodMeta(name: string): MethodMeta {
+    try {
+      return this.#handle().methodMeta(name);
+    } catch (error) {
+      throw fromNativeError(error);
+    }
+  }
+
+  info(): ProgramInfo {
+    return this.#handle().info();
+  }
+
+  /** Executes a method. Tensor outputs are fresh copies that stay valid after dispose(). */
+  async execute(method: string, inputs: Value[]): Promise<Value[]> {
+    if (typeof method !== 'string') throw new EmbedImageError('ERR_INVALID_ARGUMENT', 'method must be a string');
+    if (!Array.isArray(inputs)) throw new EmbedImageError('ERR_INVALID_ARGUMENT', 'inputs must be an array');
+    inputs.forEach((input, index) => {
+      if (isTensor(input)) checkTensor(input, `method "${method}" input ${index}`);
+    });
+    const handle = this.#handle();
+    try {
+      return (await handle.execute(method, inputs as NativeValue[])) as Value[];
+    } catch (error) {
+      throw fromNativeError(error);
+    }
+  }
+
+  /** Releases the program. Calls in flight finish first; later calls fail with ERR_DISPOSED. */
+  dispose(): void {
+    this.#native?.dispose();
+    this.#native = undefined;
+  }
+}
+
+/** Full names of the operators this runtime implements, such as "aten::add.out". */
+export function supportedOperators(): string[] {
+  return native().kernels();
+}
+
+/** Ids of the delegate backends this runtime implements. */
+export function supportedBackends(): string[] {
+  return native().backends();
+}
+
+export type { NativeTensor };
