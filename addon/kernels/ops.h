@@ -1,0 +1,115 @@
+// Entry points of the portable kernels, one per operator overload, listed in registry.cpp.
+#pragma once
+
+#include <span>
+
+#include "runtime/evalue.h"
+#include "runtime/kernel.h"
+#include "runtime/status.h"
+
+#define EI_DECLARE_KERNEL(fn) ::ei::Status fn(::ei::KernelContext& context, std::span<::ei::EValue* const> values)
+
+namespace ei::kernels {
+
+// op_binary.cpp
+EI_DECLARE_KERNEL(add_out);
+EI_DECLARE_KERNEL(add_scalar_out);
+EI_DECLARE_KERNEL(sub_out);
+EI_DECLARE_KERNEL(sub_scalar_out);
+EI_DECLARE_KERNEL(rsub_scalar_out);
+EI_DECLARE_KERNEL(mul_out);
+EI_DECLARE_KERNEL(mul_scalar_out);
+EI_DECLARE_KERNEL(div_out);
+EI_DECLARE_KERNEL(div_out_mode);
+EI_DECLARE_KERNEL(div_scalar_out);
+EI_DECLARE_KERNEL(div_scalar_mode_out);
+EI_DECLARE_KERNEL(floor_divide_out);
+EI_DECLARE_KERNEL(remainder_tensor_out);
+EI_DECLARE_KERNEL(remainder_scalar_out);
+EI_DECLARE_KERNEL(fmod_tensor_out);
+EI_DECLARE_KERNEL(fmod_scalar_out);
+EI_DECLARE_KERNEL(minimum_out);
+EI_DECLARE_KERNEL(maximum_out);
+EI_DECLARE_KERNEL(pow_tensor_scalar_out);
+EI_DECLARE_KERNEL(pow_tensor_tensor_out);
+EI_DECLARE_KERNEL(pow_scalar_out);
+EI_DECLARE_KERNEL(atan2_out);
+
+// op_compare.cpp
+EI_DECLARE_KERNEL(eq_tensor_out);
+EI_DECLARE_KERNEL(eq_scalar_out);
+EI_DECLARE_KERNEL(ne_tensor_out);
+EI_DECLARE_KERNEL(ne_scalar_out);
+EI_DECLARE_KERNEL(lt_tensor_out);
+EI_DECLARE_KERNEL(lt_scalar_out);
+EI_DECLARE_KERNEL(le_tensor_out);
+EI_DECLARE_KERNEL(le_scalar_out);
+EI_DECLARE_KERNEL(gt_tensor_out);
+EI_DECLARE_KERNEL(gt_scalar_out);
+EI_DECLARE_KERNEL(ge_tensor_out);
+EI_DECLARE_KERNEL(ge_scalar_out);
+EI_DECLARE_KERNEL(logical_and_out);
+EI_DECLARE_KERNEL(logical_or_out);
+EI_DECLARE_KERNEL(logical_xor_out);
+EI_DECLARE_KERNEL(bitwise_and_tensor_out);
+EI_DECLARE_KERNEL(bitwise_and_scalar_out);
+EI_DECLARE_KERNEL(bitwise_or_tensor_out);
+EI_DECLARE_KERNEL(bitwise_or_scalar_out);
+EI_DECLARE_KERNEL(bitwise_xor_tensor_out);
+EI_DECLARE_KERNEL(bitwise_xor_scalar_out);
+
+// op_where.cpp
+EI_DECLARE_KERNEL(where_self_out);
+EI_DECLARE_KERNEL(masked_fill_scalar_out);
+
+}  // namespace ei::kernels
+
+namespace ei::kernels {
+
+// op_unary.cpp
+EI_DECLARE_KERNEL(exp_out);
+EI_DECLARE_KERNEL(expm1_out);
+EI_DECLARE_KERNEL(log_out);
+EI_DECLARE_KERNEL(log2_out);
+EI_DECLARE_KERNEL(log10_out);
+EI_DECLARE_KERNEL(log1p_out);
+EI_DECLARE_KERNEL(sqrt_out);
+EI_DECLARE_KERNEL(rsqrt_out);
+EI_DECLARE_KERNEL(reciprocal_out);
+EI_DECLARE_KERNEL(sin_out);
+EI_DECLARE_KERNEL(cos_out);
+EI_DECLARE_KERNEL(tan_out);
+EI_DECLARE_KERNEL(asin_out);
+EI_DECLARE_KERNEL(acos_out);
+EI_DECLARE_KERNEL(atan_out);
+EI_DECLARE_KERNEL(sinh_out);
+EI_DECLARE_KERNEL(cosh_out);
+EI_DECLARE_KERNEL(tanh_out);
+EI_DECLARE_KERNEL(asinh_out);
+EI_DECLARE_KERNEL(acosh_out);
+EI_DECLARE_KERNEL(atanh_out);
+EI_DECLARE_KERNEL(erf_out);
+EI_DECLARE_KERNEL(sigmoid_out);
+EI_DECLARE_KERNEL(neg_out);
+EI_DECLARE_KERNEL(abs_out);
+EI_DECLARE_KERNEL(floor_out);
+EI_DECLARE_KERNEL(ceil_out);
+EI_DECLARE_KERNEL(round_out);
+EI_DECLARE_KERNEL(trunc_out);
+EI_DECLARE_KERNEL(logical_not_out);
+EI_DECLARE_KERNEL(bitwise_not_out);
+EI_DECLARE_KERNEL(isnan_out);
+EI_DECLARE_KERNEL(isinf_out);
+
+// op_activation.cpp
+EI_DECLARE_KERNEL(relu_out);
+EI_DECLARE_KERNEL(gelu_out);
+EI_DECLARE_KERNEL(hardtanh_out);
+EI_DECLARE_KERNEL(hardswish_out);
+EI_DECLARE_KERNEL(hardsigmoid_out);
+EI_DECLARE_KERNEL(leaky_relu_out);
+EI_DECLARE_KERNEL(elu_out);
+EI_DECLARE_KERNEL(clamp_out);
+EI_DECLARE_KERNEL(clamp_tensor_out);
+
+}  // namespace ei::kernels
