@@ -155,6 +155,8 @@ export interface DelegateSpec {
   compileSpecs?: CompileSpec[];
   /** Alignment of the payload's segment (combined with the program's segment alignment). */
   alignment?: number;
+  /** Overrides `processed.index`, for example to point past the segment list on purpose. */
+  processedIndex?: number;
 }
 
 export interface BuildOptions {
@@ -551,13 +553,16 @@ export class ProgramBuilder {
     const delegateReferences = new Map<DelegateSpec, { location: number; index: number }>();
     for (const method of this.methods) {
       for (const delegate of method.delegates) {
+        let reference: { location: number; index: number };
         if ((delegate.location ?? 'segment') === 'inline') {
-          delegateReferences.set(delegate, { location: 0, index: inlineDelegateData.length });
+          reference = { location: 0, index: inlineDelegateData.length };
           inlineDelegateData.push(delegate.payload);
         } else {
-          delegateReferences.set(delegate, { location: 1, index: segments.length });
+          reference = { location: 1, index: segments.length };
           segments.push({ data: delegate.payload, alignment: delegate.alignment ?? 1 });
         }
+        if (delegate.processedIndex !== undefined) reference.index = delegate.processedIndex;
+        delegateReferences.set(delegate, reference);
       }
     }
 
