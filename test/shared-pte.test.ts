@@ -1,0 +1,163 @@
+/**
+ * Conformance over real .pte files written by upstream ExecuTorch's exporter, each with an
+ * `.expected.json` of inputs and outputs. Every case runs through the Node API and through
+ * `embed-image run`. Files that need the XnnpackBackend delegate are checked for a clear
+ * rejection until this build implements that backend, and then for their values like the others.
+ * The files live outside the repository; without that folder these tests are skipped.
+ */
+import { readdirSync } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { readNpy, writeNpy } from '../src/npy.js';
+import { Program, supportedBackends, type DType, type Tensor, type Value } from '../src/program.js';
+import { checkDistIsFresh, parseJsonLines, runCli } from './cli-process.js';
+import { expectErrorCode, expectTensor, fromJson, hasSharedPte, readExpected, sharedPteDir, type ExpectedCase, type JsonTensor, type Tolerance } from './helpers.js';
+
+const names = hasSharedPte ? readdirSync(sharedPteDir).filter((name) => name.endsWith('.pte')).map((name) => name.slice(0, -'.pte'.length)).sort() : [];
+
+/** Files whose methods use the XnnpackBackend delegate, found by loading each for inspection. */
+const xnnpackFiles = new Set<string>();
+for (const name of names) {
+  const program = await Program.load(join(sharedPteDir, `${name}.pte`), { allowUnsupported: true });
+  if (program.methodNames().some((method) => program.methodMeta(method).backends.includes('XnnpackBackend'))) xnnpackFiles.add(name);
+  program.dispose();
+}
+const xnnpackImplemented = hasSharedPte && supportedBackends().includes('XnnpackBackend');
+
+function expectOutput(actual: Value | undefined, expected: JsonTensor, tolerance: Tolerance, label: string): void {
+  if (expected.shape !== null) {
+    expectTensor(actual, expected.dtype as DType, expected.shape, expected.data as number[], tolerance, label);
+    return;
+  }
+  if (expected.dtype === 'Bool') {
+    expect(actual, label).toBe(expected.data);
+    return;
+  }
+  expect(typeof actual === 'bigint' || typeof actual === 'number', `${label} is a number`).toBe(true);
+  expect(Number(actual), label).toBe(expected.data);
+}
+
+function casesOf(name: string): ExpectedCase[] {
+  const expected = readExpected(name);
+  return [expected, ...(expected.extra_cases ?? [])];
+}
+
+/** Writes the case's inputs and returns the `run` arguments for them, with --output when needed. */
+async function runArguments(path: string, testCase: ExpectedCase, folder: string): Promise<string[]> {
+  const args = ['run', path, '--method', testCase.method];
+  for (const [index, input] of testCase.inputs.entries()) {
+    if (input.shape === null) {
+      const prefix = input.dtype === 'Int' ? 'int' : input.dtype === 'Double' ? 'double' : 'bool';
+      args.push('--input', `${prefix}:${String(input.data)}`);
+      continue;
+    }
+    const file = join(folder, `input-${index}.npy`);
+    await writeNpy(file, fromJson(input) as Tensor);
+    args.push('--input', file);
+  }
+  const tensorOutputs = testCase.outputs.filter((output) => output.shape !== null).length;
+  if (tensorOutputs === 1) args.push('--output', join(folder, 'out.npy'));
+  if (tensorOutputs > 1) args.push('--output', join(folder, 'out'));
+  return args;
+}
+
+describe.skipIf(!hasSharedPte)('shared pte', () => {
+  let scratch: string;
+
+  beforeAll(async () => {
+    checkDistIsFresh();
+    scratch = await mkdtemp(join(tmpdir(), 'embed-image-shared-'));
+  });
+
+  afterAll(async () => {
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  for (const name of names) {
+    const path = join(sharedPteDir, `${name}.pte`);
+    const tolerance = readExpected(name).tolerance;
+
+    if (xnnpackFiles.has(name) && !xnnpackImplemented) {
+      describe(`${name} needs XNNPACK`, () => {
+        it('api load rejects', async () => {
+          const error = await expectErrorCode(Program.load(path), 'ERR_UNSUPPORTED_BACKEND');
+          expect(error.message).toContain('XnnpackBackend');
+        });
+
+        it('inspect text names backend', async () => {
+          const result = await runCli(['inspect', path]);
+          expect(result.status).toBe(0);
+          expect(result.stdout).toContain('backends: XnnpackBackend');
+          expect(result.stdout).toMatch(/^verdict: not runnable here: backend XnnpackBackend is not implemented yet in this version of embed-image/m);
+        });
+
+        it('inspect json names backend', async () => {
+          const result = await runCli(['inspect', '--json', path]);
+          const report = JSON.parse(result.stdout) as { runnable: boolean; missing: { backends: { name: string }[] } };
+          expect(report.runnable).toBe(false);
+          expect(report.missing.backends.map((backend) => backend.name)).toEqual(['XnnpackBackend']);
+        });
+
+        it('run fails with code', async () => {
+          const folder = await mkdtemp(join(scratch, `${name}-`));
+          const result = await runCli(await runArguments(path, casesOf(name)[0]!, folder));
+          expect(result.status).toBe(1);
+          expect(result.stderr).toMatch(/^embed-image: .*backend XnnpackBackend is not implemented yet.*\(error code ERR_UNSUPPORTED_BACKEND\)\n$/);
+          expect(result.stdout).toBe('');
+          await expect(stat(join(folder, 'out.npy'))).rejects.toThrow(/ENOENT/);
+        });
+      });
+      continue;
+    }
+
+    describe(name, () => {
+      it('api loads by default', async () => {
+        const program = await Program.load(path);
+        expect(program.methodNames().length).toBeGreaterThan(0);
+        program.dispose();
+      });
+
+      for (const [index, testCase] of casesOf(name).entries()) {
+        it(`api case ${index} ${testCase.method}`, async () => {
+          // Loaded for inspection too, so one unsupported method does not hide the others' results.
+          const program = await Program.load(path, { allowUnsupported: true });
+          try {
+            const outputs = await program.execute(testCase.method, testCase.inputs.map(fromJson));
+            expect(outputs.length, 'output count').toBe(testCase.outputs.length);
+            testCase.outputs.forEach((expected, output) => expectOutput(outputs[output], expected, tolerance, `output ${output}`));
+          } finally {
+            program.dispose();
+          }
+        });
+
+        it(`cli case ${index} ${testCase.method}`, async () => {
+          const folder = await mkdtemp(join(scratch, `${name}-`));
+          const result = await runCli(await runArguments(path, testCase, folder));
+          expect(result.stderr).toBe('');
+          expect(result.status).toBe(0);
+
+          const lines = parseJsonLines(result.stdout);
+          expect(lines.length, 'JSON lines').toBe(testCase.outputs.length);
+          const tensorOutputs = testCase.outputs.filter((output) => output.shape !== null).length;
+          for (const [output, expected] of testCase.outputs.entries()) {
+            const line = lines[output]!;
+            expect(line.output).toBe(output);
+            if (expected.shape === null) {
+              expect(line.kind).toBe(expected.dtype.toLowerCase());
+              expect(line.value).toBe(expected.data);
+              continue;
+            }
+            const file = tensorOutputs === 1 ? join(folder, 'out.npy') : join(folder, `out.${output}.npy`);
+            expect(line.file).toBe(file);
+            expect(line.shape).toEqual(expected.shape);
+            expectOutput(await readNpy(file), expected, tolerance, `output ${output} (${file})`);
+          }
+        });
+      }
+    });
+  }
+});
