@@ -72,6 +72,11 @@ describe('constant storage', () => {
     expect(program.info().constantStorage).toBe('inline');
   });
 
+  it('reads fields stored at their defaults', async () => {
+    const program = await Program.load(buildAddConstant({ writeDefaults: true }));
+    expectTensor((await program.execute('forward', [x3]))[0], 'float32', [3], [11, 22, 33]);
+  });
+
   it('reads segment constants', async () => {
     const program = await Program.load(buildAddConstant({ constants: 'segment' }));
     expectTensor((await program.execute('forward', [x3]))[0], 'float32', [3], [11, 22, 33]);
@@ -162,7 +167,7 @@ describe('extended header', () => {
   });
 
   it('rejects segments without a header', async () => {
-    // The constant data sits in a segment, but nothing tells the reader where segments begin.
+    // The constant data is in a segment, but without the header the segment base offset is unknown.
     const error = await Program.load(buildAddConstant({ extendedHeader: 'none' })).then(
       () => undefined,
       (caught: unknown) => caught as { code?: string },

@@ -260,6 +260,17 @@ describe.skipIf(!hasFlatc)('decoded structure', () => {
     });
   });
 
+  it('keeps the sign of -0.0', () => {
+    const program = new ProgramBuilder();
+    program.method('forward').double(-0);
+    const value = values(decodeProgram(program.build()))[0]!.val as JsonObject;
+    expect(Object.is(value.double_val, -0)).toBe(true);
+  });
+
+  it('decodes with defaults written', () => {
+    expect(decodeProgram(buildAddOneProgram({ writeDefaults: true }))).toEqual(decodeProgram(buildAddOneProgram()));
+  });
+
   it('keeps methods in insertion order', () => {
     const program = new ProgramBuilder();
     program.method('zeta');

@@ -173,6 +173,8 @@ export interface BuildOptions {
   tensorAlignment?: number;
   /** `Program.version` (default 0). */
   version?: number;
+  /** Stores scalar fields that equal the schema default, which upstream omits (default false). */
+  writeDefaults?: boolean;
 }
 
 interface TensorValue {
@@ -585,6 +587,7 @@ export class ProgramBuilder {
 
     const flatbuffer = serializeProgram({
       version: options.version ?? 0,
+      writeDefaults: options.writeDefaults ?? false,
       methods: this.methods,
       constantBuffer: constantsMode === 'inline' ? constants : undefined,
       tensorAlignment,
@@ -597,7 +600,10 @@ export class ProgramBuilder {
     });
 
     const headerOption = options.extendedHeader ?? 'auto';
-    const headerLength = headerOption === 'auto' ? (segmentDataSize > 0 ? 32 : 0) : headerOption === 'none' ? 0 : headerOption;
+    let headerLength: number;
+    if (headerOption === 'auto') headerLength = segmentDataSize > 0 ? 32 : 0;
+    else if (headerOption === 'none') headerLength = 0;
+    else headerLength = headerOption;
     if (headerLength === 0) {
       if (segmentDataSize === 0) return flatbuffer;
       // Without a header the runtime cannot find the segments; tests use this on purpose.
@@ -688,6 +694,7 @@ function planMemory(method: MethodBuilder): void {
 
 interface SerializeInput {
   version: number;
+  writeDefaults: boolean;
   methods: MethodBuilder[];
   constantBuffer: Uint8Array[] | undefined;
   tensorAlignment: number;
@@ -702,9 +709,9 @@ interface SerializeInput {
 /** Builds the Program flatbuffer (identifier ET12) without header or segments. */
 function serializeProgram(input: SerializeInput): Uint8Array {
   const builder = new Builder(1024);
-  // Write scalar fields even when they equal the schema default, as upstream's files do.
-  // Every addFieldOffset call below therefore passes a real offset, never 0.
-  builder.forceDefaults(true);
+  // Upstream's files omit scalar fields equal to the schema default; writeDefaults stores them
+  // anyway. Every addFieldOffset call below passes a real offset, so forcing is safe.
+  builder.forceDefaults(input.writeDefaults);
   // Align the finished buffer to 16, the schema's largest force_align, even when no aligned
   // vector is written, so the buffer size is a multiple of 16 as in upstream's files.
   builder.prep(16, 0);
@@ -954,7 +961,8 @@ class TableWriter {
         break;
       case 'Double':
         builder.startObject(1);
-        builder.addFieldFloat64(0, value.value, 0);
+        // -0 equals the default 0 under !=, so compare with NaN to keep its sign bit.
+        builder.addFieldFloat64(0, value.value, Object.is(value.value, -0) ? Number.NaN : 0);
         body = builder.endObject();
         break;
       case 'String': {
