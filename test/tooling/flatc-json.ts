@@ -1,7 +1,7 @@
 /**
  * Decodes .pte bytes to JSON with `flatc` (the FlatBuffers compiler that the addon build
- * already requires), so tests can check what the writer produced with a decoder that shares
- * no code with it or with the runtime.
+ * already requires), so tests check the writer's output with a decoder that is independent of
+ * the writer and of the runtime's reader.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -42,7 +42,7 @@ export function withoutContainerMeta(program: JsonObject): JsonObject {
   return copy;
 }
 
-/** The fields of an extended header read from the bytes after the identifier, or null when absent. */
+/** The fields of an extended header, read from the bytes after the identifier. */
 export interface ExtendedHeader {
   length: number;
   programSize: number;
@@ -51,6 +51,7 @@ export interface ExtendedHeader {
   segmentDataSize: number | undefined;
 }
 
+/** Reads the extended header at byte 8; returns null when the `eh00` magic is absent. */
 export function readExtendedHeader(bytes: Uint8Array): ExtendedHeader | null {
   if (bytes.length < 32) return null;
   if (new TextDecoder().decode(bytes.subarray(8, 12)) !== 'eh00') return null;
