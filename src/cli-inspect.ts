@@ -31,6 +31,27 @@ function usedBy(methods: string[]): string {
   return `used by method${methods.length === 1 ? '' : 's'} ${methods.join(', ')}`;
 }
 
+/**
+ * Returns the verdict's reasons: each distinct problem message the runtime reported, with the
+ * methods it affects, then any missing operator or backend that no message names.
+ */
+function verdictReasons(methods: MethodMeta[], missing: InspectReport['missing']): string[] {
+  const methodsByMessage = new Map<string, string[]>();
+  for (const method of methods) {
+    for (const problem of method.problems) {
+      const users = methodsByMessage.get(problem.message) ?? [];
+      if (!users.includes(method.name)) users.push(method.name);
+      methodsByMessage.set(problem.message, users);
+    }
+  }
+  const reasons = [...methodsByMessage].map(([message, users]) => `${message} (${usedBy(users)})`);
+
+  const unnamed = (item: { name: string }) => ![...methodsByMessage.keys()].some((message) => message.includes(item.name));
+  for (const item of missing.backends.filter(unnamed)) reasons.push(`backend ${item.name} is not in this build's backend list (${usedBy(item.methods)})`);
+  for (const item of missing.operators.filter(unnamed)) reasons.push(`operator ${item.name} is not in this build's operator list (${usedBy(item.methods)})`);
+  return reasons;
+}
+
 /** Loads the program for inspection only (unsupported parts allowed) and builds the report. */
 export async function buildInspectReport(path: string): Promise<InspectReport> {
   const program = await Program.load(path, { allowUnsupported: true });
@@ -49,25 +70,14 @@ export async function buildInspectReport(path: string): Promise<InspectReport> {
       return { ...meta, runnable: meta.problems.length === 0 };
     });
 
-    const reasons = [
-      ...missing.backends.map((item) => `backend ${item.name} is not implemented yet in this version of embed-image (${usedBy(item.methods)})`),
-      ...missing.operators.map((item) => `operator ${item.name} is not implemented yet in this version of embed-image (${usedBy(item.methods)})`),
-      ...missing.other.map((item) => `method ${item.method}: ${item.message}`),
-    ];
-    // A method may report an operator or backend problem that the set differences above miss
-    // (for example an implemented operator without a kernel for one dtype); keep its own words.
-    const explained = new Set([...missing.operators, ...missing.backends].flatMap((item) => item.methods));
-    for (const method of methods) {
-      if (explained.has(method.name)) continue;
-      for (const problem of method.problems) {
-        if (problem.code === 'ERR_UNSUPPORTED_OPERATOR' || problem.code === 'ERR_UNSUPPORTED_BACKEND') reasons.push(`method ${method.name}: ${problem.message}`);
-      }
-    }
-    const runnable = methods.every((method) => method.runnable) && reasons.length === 0;
+    const reasons = verdictReasons(methods, missing);
+    const runnable = reasons.length === 0;
     const runnableNames = methods.filter((method) => method.runnable).map((method) => method.name);
+    // Runtime messages may contain semicolons, so several reasons are numbered.
+    const listed = reasons.length === 1 ? reasons[0]! : reasons.map((reason, index) => `(${index + 1}) ${reason}`).join(' ');
     let verdict = 'runnable here';
-    if (!runnable && runnableNames.length === 0) verdict = `not runnable here: ${reasons.join('; ')}`;
-    if (!runnable && runnableNames.length > 0) verdict = `partly runnable here (only ${runnableNames.join(', ')}): ${reasons.join('; ')}`;
+    if (!runnable && runnableNames.length === 0) verdict = `not runnable here: ${listed}`;
+    if (!runnable && runnableNames.length > 0) verdict = `partly runnable here (only ${runnableNames.join(', ')}): ${listed}`;
     return { file: path, info: program.info(), methods, missing, runnable, verdict };
   } finally {
     program.dispose();
