@@ -14,3 +14,4 @@ export {
   type TensorData,
   type Value,
 } from './program.js';
+export { decodeNpy, encodeNpy, readNpy, writeNpy } from './npy.js';
