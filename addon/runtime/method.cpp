@@ -132,6 +132,13 @@ Status Program::check_values(MethodPlan& plan) {
   for (size_t i = 0; i < count; ++i) {
     const auto* flat = values->Get(static_cast<uoffset_t>(i));
     ValueTemplate& slot = plan.values[i];
+    // The flatbuffers Verifier accepts a union whose type is set but whose table is absent,
+    // so every val_as_*() below could return null without this check.
+    if (flat->val() == nullptr && flat->val_type() != ei_pte::KernelTypes::NONE &&
+        flat->val_type() != ei_pte::KernelTypes::Null) {
+      return error(ErrorCode::kMalformed, "value ", i, " has type ", static_cast<int>(flat->val_type()), " (",
+                   ei_pte::EnumNameKernelTypes(flat->val_type()), ") but no val table");
+    }
     switch (flat->val_type()) {
       case ei_pte::KernelTypes::NONE:
       case ei_pte::KernelTypes::Null:
@@ -346,6 +353,12 @@ Status Program::check_instructions(MethodPlan& plan) {
         return Status::Ok();
       };
       const auto* instruction = instructions->Get(pc);
+      // As for values, the Verifier lets a union type come without its table.
+      if (instruction->instr_args() == nullptr) {
+        return error(ErrorCode::kMalformed, where(), "instruction type ", static_cast<int>(instruction->instr_args_type()),
+                     " (", ei_pte::EnumNameInstructionArguments(instruction->instr_args_type()),
+                     ") has no instr_args table");
+      }
       switch (instruction->instr_args_type()) {
         case ei_pte::InstructionArguments::KernelCall: {
           const auto* call = instruction->instr_args_as_KernelCall();
