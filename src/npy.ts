@@ -2,10 +2,10 @@
  * NumPy `.npy` files: reading (format versions 1.0, 2.0 and 3.0) and writing (1.0, or 2.0 when
  * the header is 64 KiB or longer), for the tensor dtypes that embed-image runs.
  *
- * Layout of a file: the magic string "\x93NUMPY", a major and a minor version byte, the header
- * length (uint16 little-endian in 1.0, uint32 in 2.0 and 3.0), then the header: a Python dict
- * literal such as `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }` padded with
- * spaces and ended by a newline. The raw array data follows the header.
+ * A file starts with the magic string "\x93NUMPY", a major and a minor version byte, and the
+ * header length (uint16 little-endian in 1.0, uint32 in 2.0 and 3.0). The header follows: a
+ * Python dict literal such as `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }`,
+ * padded with spaces and ended by a newline. The raw array data comes after the header.
  *
  * Arrays stored in Fortran order (`'fortran_order': True`) are transposed into C (row-major)
  * order on reading, so a Tensor always holds row-major data. Files are always written in C order.
@@ -21,9 +21,9 @@ import { checkTensor, typedArrayConstructor, type DType, type Tensor, type Tenso
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // "\x93NUMPY"
 const HOST_LITTLE_ENDIAN = endianness() === 'LE';
 
-/** numpy (1.x and 2.x) aligns the data to 64 bytes by padding the header. */
+/** numpy 1.24 (which wrote the test fixtures) pads the header so the data starts at a multiple of 64 bytes. */
 const ARRAY_ALIGN = 64;
-/** numpy leaves room for a 21-digit first dimension, so the header can be rewritten in place. */
+/** numpy 1.24 leaves room for a 21-digit first dimension, so the header can be rewritten in place. */
 const GROWTH_AXIS_MAX_DIGITS = 21;
 /** Nesting depth of the header literal past which it is rejected (a real header has depth 2). */
 const MAX_LITERAL_DEPTH = 16;
@@ -353,8 +353,8 @@ export function decodeNpy(bytes: Uint8Array, source = '<buffer>'): Tensor {
     );
   }
 
-  // Copy, so the tensor owns aligned memory whatever the header length was. (Buffer.slice
-  // would return a view into the same memory, so the copy is made with the constructor.)
+  // Copy, so the tensor owns aligned memory whatever the header length was. The Uint8Array
+  // constructor copies, while Buffer.slice would return a view of the same memory.
   const raw = new Uint8Array(bytes.subarray(header.dataOffset));
   if (!HOST_LITTLE_ENDIAN && header.code.itemSize > 1) swapBytes(raw, header.code.itemSize);
   const Constructor = typedArrayConstructor(header.code.dtype) as unknown as new (buffer: ArrayBuffer, offset: number, length: number) => TensorData;
