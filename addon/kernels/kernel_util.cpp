@@ -405,6 +405,66 @@ OverlapGuard::OverlapGuard(const Tensor& input, const Tensor& out) : data_(input
   data_ = copy_.get();
 }
 
+namespace {
+
+template <size_t kBytes>
+void strided_copy_typed(const std::byte* src, std::span<const int64_t> src_strides, int64_t src_offset,
+                        std::byte* dst, std::span<const int64_t> dst_strides, std::span<const int64_t> sizes) {
+  const size_t rank = sizes.size();
+  const int64_t numel = shape_numel(sizes);
+  if (numel <= 0) return;
+  if (rank == 0) {
+    std::memcpy(dst, src + src_offset * kBytes, kBytes);
+    return;
+  }
+  const int64_t inner = sizes[rank - 1];
+  const int64_t src_inner = src_strides[rank - 1];
+  const int64_t dst_inner = dst_strides[rank - 1];
+  std::vector<int64_t> counter(rank, 0);
+  int64_t src_pos = src_offset;
+  int64_t dst_pos = 0;
+  for (int64_t done = 0; done < numel; done += inner) {
+    if (src_inner == 1 && dst_inner == 1) {
+      std::memcpy(dst + dst_pos * kBytes, src + src_pos * kBytes, static_cast<size_t>(inner) * kBytes);
+    } else {
+      for (int64_t j = 0; j < inner; ++j) {
+        std::memcpy(dst + (dst_pos + j * dst_inner) * kBytes, src + (src_pos + j * src_inner) * kBytes, kBytes);
+      }
+    }
+    for (size_t d = rank - 1; d-- > 0;) {
+      ++counter[d];
+      src_pos += src_strides[d];
+      dst_pos += dst_strides[d];
+      if (counter[d] < sizes[d]) break;
+      src_pos -= src_strides[d] * sizes[d];
+      dst_pos -= dst_strides[d] * sizes[d];
+      counter[d] = 0;
+    }
+  }
+}
+
+}  // namespace
+
+void strided_copy(const void* src, std::span<const int64_t> src_strides, int64_t src_offset, void* dst,
+                  std::span<const int64_t> dst_strides, std::span<const int64_t> sizes, size_t element_bytes) {
+  const auto* s = static_cast<const std::byte*>(src);
+  auto* d = static_cast<std::byte*>(dst);
+  switch (element_bytes) {
+    case 1: return strided_copy_typed<1>(s, src_strides, src_offset, d, dst_strides, sizes);
+    case 2: return strided_copy_typed<2>(s, src_strides, src_offset, d, dst_strides, sizes);
+    case 4: return strided_copy_typed<4>(s, src_strides, src_offset, d, dst_strides, sizes);
+    case 8: return strided_copy_typed<8>(s, src_strides, src_offset, d, dst_strides, sizes);
+    default: return;
+  }
+}
+
+void copy_between_layouts(const Tensor& input, Tensor& out) {
+  OverlapGuard source(input, out);
+  const std::vector<int64_t> src_strides = strides_for(input.sizes, input.dim_order);
+  const std::vector<int64_t> dst_strides = strides_for(out.sizes, out.dim_order);
+  strided_copy(source.data(), src_strides, 0, out.data, dst_strides, input.sizes, element_size(input.dtype));
+}
+
 Status check_elementwise_layout(const Args& args, std::span<const Tensor* const> inputs,
                                 std::span<const std::string_view> names, const Tensor& out) {
   bool all_default = out.has_default_dim_order();

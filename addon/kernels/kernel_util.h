@@ -324,6 +324,17 @@ void broadcast_for_each(std::span<const int64_t> out_sizes,
   }
 }
 
+// Copies the elements of a strided view into another strided layout, both in elements of
+// `element_bytes` bytes: dst[sum(i_d * dst_strides[d])] = src[src_offset + sum(i_d * src_strides[d])]
+// for every index i of `sizes`. The caller guarantees every addressed element is in bounds
+// and that src and dst do not overlap.
+void strided_copy(const void* src, std::span<const int64_t> src_strides, int64_t src_offset, void* dst,
+                  std::span<const int64_t> dst_strides, std::span<const int64_t> sizes, size_t element_bytes);
+
+// Copies `input` (any dim order) into `out` (any dim order) of the same sizes and dtype,
+// through a temporary when they overlap.
+void copy_between_layouts(const Tensor& input, Tensor& out);
+
 // ---------------------------------------------------------------------------------------
 // Typed views of tensor data
 

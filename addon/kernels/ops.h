@@ -113,3 +113,53 @@ EI_DECLARE_KERNEL(clamp_out);
 EI_DECLARE_KERNEL(clamp_tensor_out);
 
 }  // namespace ei::kernels
+
+namespace ei::kernels {
+
+// op_view.cpp
+EI_DECLARE_KERNEL(view_copy_out);
+EI_DECLARE_KERNEL(unsqueeze_copy_out);
+EI_DECLARE_KERNEL(squeeze_copy_dim_out);
+EI_DECLARE_KERNEL(squeeze_copy_dims_out);
+EI_DECLARE_KERNEL(expand_copy_out);
+EI_DECLARE_KERNEL(permute_copy_out);
+EI_DECLARE_KERNEL(transpose_copy_int_out);
+EI_DECLARE_KERNEL(t_copy_out);
+EI_DECLARE_KERNEL(select_copy_int_out);
+EI_DECLARE_KERNEL(slice_copy_tensor_out);
+
+// op_copy.cpp
+EI_DECLARE_KERNEL(clone_out);
+EI_DECLARE_KERNEL(alias_copy_out);
+EI_DECLARE_KERNEL(detach_copy_out);
+EI_DECLARE_KERNEL(lift_fresh_copy_out);
+EI_DECLARE_KERNEL(to_copy_out);
+EI_DECLARE_KERNEL(to_dim_order_copy_out);
+EI_DECLARE_KERNEL(clone_dim_order_out);
+
+}  // namespace ei::kernels
+
+namespace ei::kernels {
+
+// op_cat.cpp
+EI_DECLARE_KERNEL(cat_out);
+EI_DECLARE_KERNEL(stack_out);
+EI_DECLARE_KERNEL(split_copy_tensor_out);
+EI_DECLARE_KERNEL(split_with_sizes_copy_out);
+EI_DECLARE_KERNEL(unbind_copy_int_out);
+
+// op_pad.cpp
+EI_DECLARE_KERNEL(constant_pad_nd_out);
+EI_DECLARE_KERNEL(repeat_out);
+
+// op_fill.cpp
+EI_DECLARE_KERNEL(full_out);
+EI_DECLARE_KERNEL(full_like_out);
+EI_DECLARE_KERNEL(zeros_out);
+EI_DECLARE_KERNEL(ones_out);
+EI_DECLARE_KERNEL(scalar_tensor_out);
+EI_DECLARE_KERNEL(fill_scalar_out);
+EI_DECLARE_KERNEL(arange_out);
+EI_DECLARE_KERNEL(arange_start_out);
+
+}  // namespace ei::kernels

@@ -105,6 +105,43 @@ constexpr KernelInfo kKernels[] = {
     {"aten::elu", "out", elu_out},
     {"aten::clamp", "out", clamp_out},
     {"aten::clamp", "Tensor_out", clamp_tensor_out},
+    // op_view.cpp
+    {"aten::view_copy", "out", view_copy_out},
+    {"aten::unsqueeze_copy", "out", unsqueeze_copy_out},
+    {"aten::squeeze_copy", "dim_out", squeeze_copy_dim_out},
+    {"aten::squeeze_copy", "dims_out", squeeze_copy_dims_out},
+    {"aten::expand_copy", "out", expand_copy_out},
+    {"aten::permute_copy", "out", permute_copy_out},
+    {"aten::transpose_copy", "int_out", transpose_copy_int_out},
+    {"aten::t_copy", "out", t_copy_out},
+    {"aten::select_copy", "int_out", select_copy_int_out},
+    {"aten::slice_copy", "Tensor_out", slice_copy_tensor_out},
+    // op_copy.cpp
+    {"aten::clone", "out", clone_out},
+    {"aten::alias_copy", "out", alias_copy_out},
+    {"aten::detach_copy", "out", detach_copy_out},
+    {"aten::lift_fresh_copy", "out", lift_fresh_copy_out},
+    {"aten::_to_copy", "out", to_copy_out},
+    {"dim_order_ops::_to_dim_order_copy", "out", to_dim_order_copy_out},
+    {"dim_order_ops::_clone_dim_order", "out", clone_dim_order_out},
+    // op_cat.cpp
+    {"aten::cat", "out", cat_out},
+    {"aten::stack", "out", stack_out},
+    {"aten::split_copy", "Tensor_out", split_copy_tensor_out},
+    {"aten::split_with_sizes_copy", "out", split_with_sizes_copy_out},
+    {"aten::unbind_copy", "int_out", unbind_copy_int_out},
+    // op_pad.cpp
+    {"aten::constant_pad_nd", "out", constant_pad_nd_out},
+    {"aten::repeat", "out", repeat_out},
+    // op_fill.cpp
+    {"aten::full", "out", full_out},
+    {"aten::full_like", "out", full_like_out},
+    {"aten::zeros", "out", zeros_out},
+    {"aten::ones", "out", ones_out},
+    {"aten::scalar_tensor", "out", scalar_tensor_out},
+    {"aten::fill", "Scalar_out", fill_scalar_out},
+    {"aten::arange", "out", arange_out},
+    {"aten::arange", "start_out", arange_start_out},
 };
 
 }  // namespace
