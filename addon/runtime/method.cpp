@@ -51,6 +51,35 @@ std::string backend_problem(std::string_view id) {
          "model's XNNPACK variant (for react-native-executorch models, the .pte file whose name contains 'xnnpack')";
 }
 
+// Sets value `index` of an instance to the plan's template: its tag and scalars, its tensor
+// and its list items in this instance.
+void reset_value(const MethodPlan& plan, MethodInstance& instance, size_t index) {
+  const ValueTemplate& slot = plan.values[index];
+  EValue& value = instance.values[index];
+  value = slot.value;
+  if (slot.tensor_index >= 0) value.tensor = &instance.tensors[static_cast<size_t>(slot.tensor_index)];
+  value.items.clear();
+  for (int32_t item : slot.item_indices) {
+    value.items.push_back(item < 0 ? nullptr : &instance.values[static_cast<size_t>(item)]);
+  }
+}
+
+// A MoveCall overwrites its destination with another value, possibly of another type, and a
+// pooled instance is reused by the next call. Restoring every destination before a call
+// keeps each slot's type as the plan declares it, which bind_input relies on.
+void reset_move_destinations(const MethodPlan& plan, MethodInstance& instance) {
+  const auto* chains = plan.plan->chains();
+  if (chains == nullptr) return;
+  for (const auto* chain : *chains) {
+    if (chain->instructions() == nullptr) continue;
+    for (const auto* instruction : *chain->instructions()) {
+      if (const auto* move = instruction->instr_args_as_MoveCall()) {
+        reset_value(plan, instance, static_cast<size_t>(move->move_to()));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 Status Program::prepare_method(MethodPlan& plan, const ei_pte::ExecutionPlan* flat_plan) {
@@ -504,15 +533,7 @@ Result<std::unique_ptr<MethodInstance>> Program::create_instance(MethodPlan& pla
   }
 
   instance->values.resize(plan.values.size());
-  for (size_t i = 0; i < plan.values.size(); ++i) {
-    const ValueTemplate& slot = plan.values[i];
-    EValue& value = instance->values[i];
-    value = slot.value;
-    if (slot.tensor_index >= 0) value.tensor = &instance->tensors[static_cast<size_t>(slot.tensor_index)];
-    for (int32_t item : slot.item_indices) {
-      value.items.push_back(item < 0 ? nullptr : &instance->values[static_cast<size_t>(item)]);
-    }
-  }
+  for (size_t i = 0; i < plan.values.size(); ++i) reset_value(plan, *instance, i);
   return instance;
 }
 
@@ -682,6 +703,7 @@ Status Program::run(MethodPlan& plan, MethodInstance& instance, const std::vecto
   if (inputs.size() != input_count) {
     return error(ErrorCode::kInvalidInput, "expected ", input_count, " inputs, got ", inputs.size());
   }
+  reset_move_destinations(plan, instance);
   for (size_t i = 0; i < input_count; ++i) {
     EValue& value = instance.values[static_cast<size_t>(flat_inputs->Get(static_cast<uoffset_t>(i)))];
     EI_RETURN_IF_ERROR(bind_input(i, plan.inputs[i], value, inputs[i]));
