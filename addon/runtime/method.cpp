@@ -421,7 +421,8 @@ Status Program::check_instructions(MethodPlan& plan) {
           const auto* call = instruction->instr_args_as_JumpFalseCall();
           EI_RETURN_IF_ERROR(check_value(call->cond_value_index(), "the condition"));
           int32_t destination = call->destination_instruction();
-          if (destination < 0 || static_cast<size_t>(destination) >= instruction_count) {
+          // Upstream's emitter jumps to instruction_count when a cond is the chain's last step.
+          if (destination < 0 || static_cast<size_t>(destination) > instruction_count) {
             return error(ErrorCode::kMalformed, where(), "jump destination ", destination, " is out of range (",
                          instruction_count, " instructions)");
           }

@@ -134,12 +134,13 @@ Status Tensor::resize(std::span<const int64_t> new_sizes) {
     return error(ErrorCode::kKernelFailed, "cannot resize a tensor of rank ", sizes.size(), " to rank ",
                  new_sizes.size());
   }
-  bool same = std::equal(new_sizes.begin(), new_sizes.end(), sizes.begin());
-  if (same) return Status::Ok();
-
   int64_t count = checked_numel(new_sizes);
   if (count < 0) return error(ErrorCode::kKernelFailed, "invalid tensor sizes in resize");
   size_t bytes = static_cast<size_t>(count) * element_size(dtype);
+  bool same = std::equal(new_sizes.begin(), new_sizes.end(), sizes.begin());
+  // An unbound tensor may have no storage yet (never written, or released by a FreeCall).
+  bool needs_storage = dynamism == ShapeDynamism::kDynamicUnbound && (data == nullptr || capacity < bytes);
+  if (same && !needs_storage) return Status::Ok();
 
   switch (dynamism) {
     case ShapeDynamism::kStatic: {
