@@ -15,10 +15,15 @@ function commandWorks(command, args = ['--version']) {
   return result.status === 0;
 }
 
-function flatbuffersHeadersFound() {
+function headerFound(relativePath) {
   const prefixes = ['/usr/include', '/usr/local/include', '/opt/homebrew/include'];
+  for (const multiarch of ['x86_64-linux-gnu', 'aarch64-linux-gnu']) prefixes.push(join('/usr/include', multiarch));
   if (process.env.CPATH) prefixes.push(...process.env.CPATH.split(':'));
-  return prefixes.some((prefix) => existsSync(join(prefix, 'flatbuffers', 'flatbuffers.h')));
+  return prefixes.some((prefix) => existsSync(join(prefix, relativePath)));
+}
+
+function flatbuffersHeadersFound() {
+  return headerFound(join('flatbuffers', 'flatbuffers.h'));
 }
 
 const prerequisites = [
@@ -31,6 +36,12 @@ const prerequisites = [
   },
   { name: 'the FlatBuffers compiler (flatc)', found: () => commandWorks('flatc'), apt: 'flatbuffers-compiler', brew: 'flatbuffers' },
   { name: 'the FlatBuffers headers', found: flatbuffersHeadersFound, apt: 'libflatbuffers-dev', brew: 'flatbuffers' },
+  {
+    name: 'OpenBLAS (cblas.h)',
+    found: () => process.platform === 'darwin' || headerFound('cblas.h'),
+    apt: 'libopenblas-dev',
+    brew: null, // macOS uses the Accelerate framework
+  },
 ];
 
 const missing = prerequisites.filter((item) => !item.found());

@@ -1,12 +1,13 @@
 #include "runtime/backend.h"
 
+#include "backends/xnnpack_graph.h"
+
 namespace ei {
 
 namespace {
 
-// Registered backends. The XnnpackBackend delegate is added here once it is implemented.
 const std::vector<const Backend*>& registry() {
-  static const std::vector<const Backend*> backends;
+  static const std::vector<const Backend*> backends = {xnn::xnnpack_backend()};
   return backends;
 }
 

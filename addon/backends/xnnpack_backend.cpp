@@ -1,0 +1,555 @@
+// Loading XnnpackBackend payloads: the 32-byte XH00 header, the XNNGraph flatbuffer
+// (identifiers XN00 and XN01), constants inline or in the program's named data, and a check
+// of every id, dimension and parameter, so that execution never meets an invalid index.
+#include <cstring>
+#include <limits>
+#include <unordered_map>
+
+#include "backends/xnnpack_graph.h"
+#include "xnnpack_generated.h"
+
+namespace ei::xnn {
+
+namespace {
+
+using flatbuffers::uoffset_t;
+
+constexpr size_t kHeaderSize = 32;
+constexpr size_t kHeaderMinimumLength = 30;
+
+uint16_t read_u16(const uint8_t* bytes) {
+  uint16_t value;
+  std::memcpy(&value, bytes, sizeof(value));
+  return value;
+}
+uint32_t read_u32(const uint8_t* bytes) {
+  uint32_t value;
+  std::memcpy(&value, bytes, sizeof(value));
+  return value;
+}
+uint64_t read_u64(const uint8_t* bytes) {
+  uint64_t value;
+  std::memcpy(&value, bytes, sizeof(value));
+  return value;
+}
+
+bool range_fits(uint64_t offset, uint64_t size, uint64_t limit) {
+  return offset <= limit && size <= limit - offset;
+}
+
+const char* datatype_name(ei_xnn::XNNDatatype type) {
+  const char* name = ei_xnn::EnumNameXNNDatatype(type);
+  return (name != nullptr && name[0] != '\0') ? name : "unknown";
+}
+
+Status malformed(const std::string& message) { return Status(ErrorCode::kDelegateFailed, message); }
+
+class XnnpackBackend final : public Backend {
+ public:
+  std::string_view id() const override { return "XnnpackBackend"; }
+  Result<std::unique_ptr<DelegateHandle>> init(const BackendInitContext& context) const override {
+    EI_ASSIGN_OR_RETURN(auto graph, Graph::load(context));
+    return std::unique_ptr<DelegateHandle>(std::move(graph));
+  }
+};
+
+}  // namespace
+
+const Backend* xnnpack_backend() {
+  static const XnnpackBackend backend;
+  return &backend;
+}
+
+const char* node_kind_name(NodeKind kind) {
+  static const char* const kNames[] = {
+      "Add", "Subtract", "Multiply", "Divide", "Minimum", "Maximum", "PReLU",
+      "FullyConnected", "BatchMatrixMultiply",
+      "Conv2d", "DepthwiseConv2d", "ConvTranspose2d",
+      "Softmax", "Sigmoid", "Tanh", "Gelu", "Hardswish", "LeakyReLU", "ELU", "Clamp",
+      "Abs", "Negate", "Floor", "Ceiling", "Square", "SquareRoot", "ReciprocalSquareRoot",
+      "Exp", "Log", "Sin", "Cos", "Copy", "Convert",
+      "StaticTranspose", "StaticReshape", "StaticSlice", "Concatenate", "StaticConstantPad",
+      "AvgPooling2d", "MaxPooling2d", "GlobalAvgPooling2d", "ArgMaxPooling2d", "StaticResizeBilinear2D",
+      "ScaledDotProductAttention",
+  };
+  return kNames[static_cast<size_t>(kind)];
+}
+
+Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
+  std::span<const uint8_t> payload = context.processed;
+
+  // The header. Payloads without it (a bare flatbuffer) are what the oldest exporters wrote.
+  const uint8_t* flatbuffer = payload.data();
+  uint64_t flatbuffer_size = payload.size();
+  const uint8_t* constant_data = nullptr;
+  uint64_t constant_size = 0;
+  if (payload.size() >= 8 && std::memcmp(payload.data() + 4, "XH00", 4) == 0) {
+    if (payload.size() < kHeaderSize) return malformed("XNNPACK payload header is truncated");
+    uint16_t length = read_u16(payload.data() + 8);
+    if (length < kHeaderMinimumLength) return malformed("XNNPACK header length " + std::to_string(length) + " is below 30");
+    uint32_t fb_offset = read_u32(payload.data() + 10);
+    uint32_t fb_size = read_u32(payload.data() + 14);
+    uint32_t data_offset = read_u32(payload.data() + 18);
+    uint64_t data_size = read_u64(payload.data() + 22);
+    if (!range_fits(fb_offset, fb_size, payload.size())) {
+      return malformed(std::string("XNNPACK flatbuffer (offset ") + std::to_string(fb_offset) + ", size " +
+                       std::to_string(fb_size) + ") runs past the end of the " + std::to_string(payload.size()) +
+                       "-byte payload");
+    }
+    if (!range_fits(data_offset, data_size, payload.size())) {
+      return malformed(std::string("XNNPACK constant data (offset ") + std::to_string(data_offset) + ", size " +
+                       std::to_string(data_size) + ") runs past the end of the " + std::to_string(payload.size()) +
+                       "-byte payload");
+    }
+    flatbuffer = payload.data() + fb_offset;
+    flatbuffer_size = fb_size;
+    constant_data = payload.data() + data_offset;
+    constant_size = data_size;
+  }
+  if (flatbuffer_size < 8) return malformed("XNNPACK payload is too short for a graph");
+  if (reinterpret_cast<uintptr_t>(flatbuffer) % 4 != 0) {
+    return malformed("XNNPACK graph flatbuffer is not 4-byte aligned in the file");
+  }
+  if (std::memcmp(flatbuffer + 4, "XN00", 4) != 0 && std::memcmp(flatbuffer + 4, "XN01", 4) != 0) {
+    return malformed(std::string("XNNPACK graph identifier is '") +
+                     std::string(reinterpret_cast<const char*>(flatbuffer + 4), 4) + "', expected XN00 or XN01");
+  }
+  flatbuffers::Verifier verifier(flatbuffer, flatbuffer_size, 64, 1000000, true);
+  if (!verifier.VerifyBuffer<ei_xnn::XNNGraph>(nullptr)) {
+    return malformed("XNNPACK graph flatbuffer failed verification: the payload is corrupt");
+  }
+  const auto* graph = ei_xnn::GetXNNGraph(flatbuffer);
+
+  auto result = std::unique_ptr<Graph>(new Graph());
+  Graph& self = *result;
+
+  // Values: dense indices for the ids that nodes use.
+  std::unordered_map<uint32_t, uint32_t> index_of;
+  const auto* values = graph->xvalues();
+  size_t value_count = values == nullptr ? 0 : values->size();
+  self.extern_count_ = graph->num_externs();
+  for (size_t i = 0; i < value_count; ++i) {
+    const auto* flat = values->Get(static_cast<uoffset_t>(i));
+    const ei_xnn::XNNTensorValue* tensor = nullptr;
+    if (flat->xvalue_union_type() == ei_xnn::XValueUnion::XNNTensorValue) {
+      tensor = flat->xvalue_union_as_XNNTensorValue();
+    } else if (flat->xvalue_union_type() == ei_xnn::XValueUnion::XNNQuantizedTensorValue) {
+      const auto* quantized = flat->xvalue_union_as_XNNQuantizedTensorValue();
+      const auto* base = quantized->tensor_value();
+      return Status(ErrorCode::kUnsupportedDtype,
+                    std::string("XNNPACK value ") + std::to_string(i) + " is quantized (" +
+                        (base == nullptr ? "unknown" : datatype_name(base->datatype())) +
+                        "); quantized XNNPACK graphs are not supported yet, so use the model's fp32 variant");
+    } else {
+      return malformed("XNNPACK value " + std::to_string(i) + " has no tensor");
+    }
+    if (tensor->datatype() != ei_xnn::XNNDatatype::xnn_datatype_fp32) {
+      return Status(ErrorCode::kUnsupportedDtype, std::string("XNNPACK value ") + std::to_string(i) + " has datatype " +
+                                                      datatype_name(tensor->datatype()) +
+                                                      "; only fp32 XNNPACK graphs are supported yet, so use the "
+                                                      "model's fp32 variant");
+    }
+    if (tensor->dq_datatype() != ei_xnn::XNNDatatype::xnn_datatype_invalid) {
+      return Status(ErrorCode::kUnsupportedDtype, std::string("XNNPACK value ") + std::to_string(i) +
+                                                      " is dynamically quantized to " +
+                                                      datatype_name(tensor->dq_datatype()) +
+                                                      "; quantized XNNPACK graphs are not supported yet");
+    }
+    if ((tensor->flags() & ~(kValueExternalInput | kValueExternalOutput)) != 0) {
+      return malformed("XNNPACK value " + std::to_string(i) + " has unknown flag bits " + std::to_string(tensor->flags()));
+    }
+    if (index_of.count(tensor->id_out()) != 0) {
+      return malformed("XNNPACK value id " + std::to_string(tensor->id_out()) + " is defined twice");
+    }
+
+    Value value;
+    if (tensor->dims() != nullptr) {
+      if (tensor->dims()->size() > kMaxDims) {
+        return malformed("XNNPACK value " + std::to_string(i) + " has " + std::to_string(tensor->dims()->size()) +
+                         " dimensions, above XNNPACK's limit of 6");
+      }
+      for (uint32_t dim : *tensor->dims()) value.dims.push_back(dim);
+    }
+    int64_t numel = checked_numel(value.dims);
+    if (numel < 0 || numel > (int64_t{1} << 40)) {
+      return malformed("XNNPACK value " + std::to_string(i) + " has too many elements");
+    }
+    value.external_input = (tensor->flags() & kValueExternalInput) != 0;
+    value.external_output = (tensor->flags() & kValueExternalOutput) != 0;
+    if (value.external_input || value.external_output) {
+      value.external_id = tensor->external_id();
+      if (value.external_id >= self.extern_count_) {
+        return malformed("XNNPACK value " + std::to_string(i) + " has external id " +
+                         std::to_string(value.external_id) + " but the graph declares " +
+                         std::to_string(self.extern_count_) + " externals");
+      }
+    }
+
+    uint32_t buffer_index = tensor->constant_buffer_idx();
+    if (buffer_index != 0) {
+      if (value.external_input || value.external_output) {
+        return malformed("XNNPACK value " + std::to_string(i) + " is both constant and external");
+      }
+      size_t needed = static_cast<size_t>(numel) * sizeof(float);
+      const auto* offsets = graph->constant_data();
+      if (offsets != nullptr && offsets->size() > 0) {
+        if (buffer_index >= offsets->size()) {
+          return malformed("XNNPACK constant index " + std::to_string(buffer_index) + " is out of range (" +
+                           std::to_string(offsets->size()) + " entries)");
+        }
+        const auto* entry = offsets->Get(buffer_index);
+        if (entry->named_key() != nullptr && entry->offset() == std::numeric_limits<uint64_t>::max()) {
+          if (context.named_data == nullptr) return malformed("XNNPACK constant refers to named data, which is absent");
+          auto bytes = context.named_data->get(entry->named_key()->string_view());
+          if (!bytes.ok()) return malformed("XNNPACK constant: " + bytes.status().message());
+          if (bytes->size() < needed) {
+            return malformed("named data '" + entry->named_key()->str() + "' holds " + std::to_string(bytes->size()) +
+                             " bytes but XNNPACK value " + std::to_string(i) + " needs " + std::to_string(needed));
+          }
+          value.constant = reinterpret_cast<const float*>(bytes->data());
+          value.constant_bytes = bytes->size();
+        } else {
+          if (constant_data == nullptr || !range_fits(entry->offset(), needed, constant_size)) {
+            return malformed("XNNPACK constant " + std::to_string(buffer_index) + " (offset " +
+                             std::to_string(entry->offset()) + ", " + std::to_string(needed) +
+                             " bytes) runs past the payload's constant data (" + std::to_string(constant_size) +
+                             " bytes)");
+          }
+          value.constant = reinterpret_cast<const float*>(constant_data + entry->offset());
+          value.constant_bytes = needed;
+        }
+      } else if (graph->constant_buffer() != nullptr && buffer_index < graph->constant_buffer()->size()) {
+        const auto* storage = graph->constant_buffer()->Get(buffer_index)->storage();
+        if (storage == nullptr || storage->size() < needed) {
+          return malformed("XNNPACK constant buffer " + std::to_string(buffer_index) + " is smaller than its value");
+        }
+        value.constant = reinterpret_cast<const float*>(storage->data());
+        value.constant_bytes = storage->size();
+      } else {
+        return malformed("XNNPACK constant index " + std::to_string(buffer_index) + " has no data");
+      }
+      if (reinterpret_cast<uintptr_t>(value.constant) % alignof(float) != 0) {
+        return malformed("XNNPACK constant " + std::to_string(buffer_index) + " is not 4-byte aligned");
+      }
+    }
+    index_of[tensor->id_out()] = static_cast<uint32_t>(self.values_.size());
+    self.values_.push_back(std::move(value));
+  }
+
+  // Externals by external id.
+  self.inputs_.assign(self.extern_count_, kInvalidId);
+  self.outputs_.assign(self.extern_count_, kInvalidId);
+  size_t input_count = 0;
+  for (uint32_t i = 0; i < self.values_.size(); ++i) {
+    const Value& value = self.values_[i];
+    if (!value.external_input && !value.external_output) continue;
+    auto& slot = value.external_input ? self.inputs_ : self.outputs_;
+    if (self.inputs_[value.external_id] != kInvalidId || self.outputs_[value.external_id] != kInvalidId) {
+      return malformed("XNNPACK external id " + std::to_string(value.external_id) + " is used twice");
+    }
+    slot[value.external_id] = i;
+    if (value.external_input) ++input_count;
+  }
+  // Upstream numbers external inputs first, then outputs.
+  for (uint32_t id = 0; id < self.extern_count_; ++id) {
+    bool is_input = self.inputs_[id] != kInvalidId;
+    bool is_output = self.outputs_[id] != kInvalidId;
+    if (!is_input && !is_output) return malformed("XNNPACK external id " + std::to_string(id) + " has no value");
+    if (is_input != (id < input_count)) {
+      return malformed("XNNPACK external ids do not list the inputs before the outputs");
+    }
+  }
+
+  // Nodes.
+  auto resolve = [&](uint32_t id, bool optional, uint32_t node, const char* role) -> Result<uint32_t> {
+    if (optional && id == kInvalidId) return kInvalidId;
+    auto found = index_of.find(id);
+    if (found == index_of.end()) {
+      return malformed("XNNPACK node " + std::to_string(node) + ": " + role + " id " + std::to_string(id) +
+                       " is not a defined value");
+    }
+    return found->second;
+  };
+  const auto* nodes = graph->xnodes();
+  size_t node_count = nodes == nullptr ? 0 : nodes->size();
+  for (uint32_t n = 0; n < node_count; ++n) {
+    const auto* flat = nodes->Get(n);
+    Node node{};
+    node.debug_handle = flat->debug_handle();
+    if (flat->output_min_max() != nullptr) {
+      node.output_min = flat->output_min_max()->output_min();
+      node.output_max = flat->output_min_max()->output_max();
+      if (!(node.output_min <= node.output_max)) {
+        return malformed("XNNPACK node " + std::to_string(n) + " has output_min above output_max");
+      }
+    }
+    auto add_input = [&](uint32_t id, bool optional, const char* role) -> Status {
+      EI_ASSIGN_OR_RETURN(uint32_t index, resolve(id, optional, n, role));
+      node.inputs.push_back(index);
+      return Status::Ok();
+    };
+    auto add_output = [&](uint32_t id) -> Status {
+      EI_ASSIGN_OR_RETURN(uint32_t index, resolve(id, false, n, "output"));
+      if (self.values_[index].constant != nullptr || self.values_[index].external_input) {
+        return malformed("XNNPACK node " + std::to_string(n) + " writes to a constant or an input");
+      }
+      node.outputs.push_back(index);
+      return Status::Ok();
+    };
+    auto binary = [&](NodeKind kind, const ei_xnn::_XNNNode2x1* args) -> Status {
+      node.kind = kind;
+      node.flags = args->flags();
+      EI_RETURN_IF_ERROR(add_input(args->input1_id(), false, "input 1"));
+      EI_RETURN_IF_ERROR(add_input(args->input2_id(), false, "input 2"));
+      return add_output(args->output_id());
+    };
+    auto unary = [&](NodeKind kind, const ei_xnn::_XNNNode1x1* args) -> Status {
+      node.kind = kind;
+      node.flags = args->flags();
+      EI_RETURN_IF_ERROR(add_input(args->input_id(), false, "input"));
+      return add_output(args->output_id());
+    };
+    auto conv = [&](NodeKind kind, const ei_xnn::_XNNNodeConv* args) -> Status {
+      node.kind = kind;
+      node.flags = args->flags();
+      node.pad_top = args->padding_top();
+      node.pad_right = args->padding_right();
+      node.pad_bottom = args->padding_bottom();
+      node.pad_left = args->padding_left();
+      node.kernel_h = args->kernel_height();
+      node.kernel_w = args->kernel_width();
+      node.stride_h = args->subsampling_height();
+      node.stride_w = args->subsampling_width();
+      node.dilation_h = args->dilation_height();
+      node.dilation_w = args->dilation_width();
+      node.groups = args->groups();
+      node.group_in = args->group_input_channels();
+      node.group_out = args->group_output_channels();
+      node.adjust_h = args->adjustment_height();
+      node.adjust_w = args->adjustment_width();
+      EI_RETURN_IF_ERROR(add_input(args->input1_id(), false, "input"));
+      EI_RETURN_IF_ERROR(add_input(args->filter_id(), false, "filter"));
+      EI_RETURN_IF_ERROR(add_input(args->bias_id(), true, "bias"));
+      return add_output(args->output_id());
+    };
+    auto pooling = [&](NodeKind kind, const ei_xnn::_XNNPooling2D* args) -> Status {
+      node.kind = kind;
+      node.flags = args->flags();
+      node.pad_top = args->padding_top();
+      node.pad_right = args->padding_right();
+      node.pad_bottom = args->padding_bottom();
+      node.pad_left = args->padding_left();
+      node.kernel_h = args->pooling_height();
+      node.kernel_w = args->pooling_width();
+      node.stride_h = args->stride_height();
+      node.stride_w = args->stride_width();
+      node.dilation_h = args->dilation_height();
+      node.dilation_w = args->dilation_width();
+      EI_RETURN_IF_ERROR(add_input(args->input_id(), false, "input"));
+      return add_output(args->output_id());
+    };
+    auto concatenate = [&](const ei_xnn::_XNNCat* args, int count) -> Status {
+      node.kind = NodeKind::kConcatenate;
+      node.flags = args->flags();
+      node.axis = args->axis();
+      const uint32_t ids[5] = {args->input1_id(), args->input2_id(), args->input3_id(), args->input4_id(),
+                               args->input5_id()};
+      for (int i = 0; i < count; ++i) EI_RETURN_IF_ERROR(add_input(ids[i], false, "input"));
+      return add_output(args->output_id());
+    };
+    auto list = [](const flatbuffers::Vector<uint32_t>* items) {
+      std::vector<int64_t> out;
+      if (items != nullptr) out.assign(items->begin(), items->end());
+      return out;
+    };
+
+    Status status;
+    using U = ei_xnn::XNodeUnion;
+    switch (flat->xnode_union_type()) {
+      case U::XNNAdd: status = binary(NodeKind::kAdd, flat->xnode_union_as_XNNAdd()); break;
+      case U::XNNSubtract: status = binary(NodeKind::kSubtract, flat->xnode_union_as_XNNSubtract()); break;
+      case U::XNNMultiply: status = binary(NodeKind::kMultiply, flat->xnode_union_as_XNNMultiply()); break;
+      case U::XNNDiv: status = binary(NodeKind::kDivide, flat->xnode_union_as_XNNDiv()); break;
+      case U::XNNMinimum: status = binary(NodeKind::kMinimum, flat->xnode_union_as_XNNMinimum()); break;
+      case U::XNNMaximum: status = binary(NodeKind::kMaximum, flat->xnode_union_as_XNNMaximum()); break;
+      case U::XNNPReLU: status = binary(NodeKind::kPRelu, flat->xnode_union_as_XNNPReLU()); break;
+      case U::XNNBatchMatrixMultiply:
+        status = binary(NodeKind::kBatchMatrixMultiply, flat->xnode_union_as_XNNBatchMatrixMultiply());
+        break;
+      case U::XNNFullyConnected: {
+        const auto* args = flat->xnode_union_as_XNNFullyConnected();
+        node.kind = NodeKind::kFullyConnected;
+        node.flags = args->flags();
+        status = add_input(args->input1_id(), false, "input");
+        if (status.ok()) status = add_input(args->filter_id(), false, "filter");
+        if (status.ok()) status = add_input(args->bias_id(), true, "bias");
+        if (status.ok()) status = add_output(args->output_id());
+        break;
+      }
+      case U::XNNConv2d: status = conv(NodeKind::kConv2d, flat->xnode_union_as_XNNConv2d()); break;
+      case U::XNNDepthwiseConv2d: status = conv(NodeKind::kDepthwiseConv2d, flat->xnode_union_as_XNNDepthwiseConv2d()); break;
+      case U::XNNConvTranspose2d: status = conv(NodeKind::kConvTranspose2d, flat->xnode_union_as_XNNConvTranspose2d()); break;
+      case U::XNNSoftmax: status = unary(NodeKind::kSoftmax, flat->xnode_union_as_XNNSoftmax()); break;
+      case U::XNNSigmoid: status = unary(NodeKind::kSigmoid, flat->xnode_union_as_XNNSigmoid()); break;
+      case U::XNNTanh: status = unary(NodeKind::kTanh, flat->xnode_union_as_XNNTanh()); break;
+      case U::XNNGelu: status = unary(NodeKind::kGelu, flat->xnode_union_as_XNNGelu()); break;
+      case U::XNNHardswish: status = unary(NodeKind::kHardswish, flat->xnode_union_as_XNNHardswish()); break;
+      case U::XNNClamp: status = unary(NodeKind::kClamp, flat->xnode_union_as_XNNClamp()); break;
+      case U::XNNAbs: status = unary(NodeKind::kAbs, flat->xnode_union_as_XNNAbs()); break;
+      case U::XNNNegate: status = unary(NodeKind::kNegate, flat->xnode_union_as_XNNNegate()); break;
+      case U::XNNFloor: status = unary(NodeKind::kFloor, flat->xnode_union_as_XNNFloor()); break;
+      case U::XNNCeiling: status = unary(NodeKind::kCeiling, flat->xnode_union_as_XNNCeiling()); break;
+      case U::XNNSquare: status = unary(NodeKind::kSquare, flat->xnode_union_as_XNNSquare()); break;
+      case U::XNNSquareRoot: status = unary(NodeKind::kSquareRoot, flat->xnode_union_as_XNNSquareRoot()); break;
+      case U::XNNReciprocalSquareRoot:
+        status = unary(NodeKind::kReciprocalSquareRoot, flat->xnode_union_as_XNNReciprocalSquareRoot());
+        break;
+      case U::XNNExp: status = unary(NodeKind::kExp, flat->xnode_union_as_XNNExp()); break;
+      case U::XNNLog: status = unary(NodeKind::kLog, flat->xnode_union_as_XNNLog()); break;
+      case U::XNNSin: status = unary(NodeKind::kSin, flat->xnode_union_as_XNNSin()); break;
+      case U::XNNCos: status = unary(NodeKind::kCos, flat->xnode_union_as_XNNCos()); break;
+      case U::XNNCopy: status = unary(NodeKind::kCopy, flat->xnode_union_as_XNNCopy()); break;
+      case U::XNNConvert: status = unary(NodeKind::kConvert, flat->xnode_union_as_XNNConvert()); break;
+      case U::XNNGlobalAvgPooling2d:
+        status = unary(NodeKind::kGlobalAvgPooling2d, flat->xnode_union_as_XNNGlobalAvgPooling2d());
+        break;
+      case U::XNNLeakyReLU: {
+        const auto* args = flat->xnode_union_as_XNNLeakyReLU();
+        node.kind = NodeKind::kLeakyRelu;
+        node.scalar = args->negative_slope();
+        status = add_input(args->input_id(), false, "input");
+        if (status.ok()) status = add_output(args->output_id());
+        break;
+      }
+      case U::XNNELU: {
+        const auto* args = flat->xnode_union_as_XNNELU();
+        node.kind = NodeKind::kElu;
+        node.scalar = args->alpha();
+        status = add_input(args->input_id(), false, "input");
+        if (status.ok()) status = add_output(args->output_id());
+        break;
+      }
+      case U::XNNStaticTranspose: {
+        const auto* args = flat->xnode_union_as_XNNStaticTranspose();
+        node.kind = NodeKind::kStaticTranspose;
+        node.list_a = list(args->perm());
+        status = add_input(args->input_id(), false, "input");
+        if (status.ok()) status = add_output(args->output_id());
+        break;
+      }
+      case U::XNNStaticReshape: {
+        const auto* args = flat->xnode_union_as_XNNStaticReshape();
+        node.kind = NodeKind::kStaticReshape;
+        node.list_a = list(args->new_shape());
+        status = add_input(args->input_id(), false, "input");
+        if (status.ok()) status = add_output(args->output_id());
+        break;
+      }
+      case U::XNNStaticSlice: {
+        const auto* args = flat->xnode_union_as_XNNStaticSlice();
+        node.kind = NodeKind::kStaticSlice;
+        node.list_a = list(args->offsets());
+        node.list_b = list(args->sizes());
+        status = add_input(args->input_id(), false, "input");
+        if (status.ok()) status = add_output(args->output_id());
+        break;
+      }
+      case U::XNNStaticConstantPad: {
+        const auto* args = flat->xnode_union_as_XNNStaticConstantPad();
+        node.kind = NodeKind::kStaticConstantPad;
+        node.list_a = list(args->pre_paddings());
+        node.list_b = list(args->post_paddings());
+        node.scalar = args->padding_value();
+        status = add_input(args->input_id(), false, "input");
+        if (status.ok()) status = add_output(args->output_id());
+        break;
+      }
+      case U::XNNStaticResizeBilinear2D: {
+        const auto* args = flat->xnode_union_as_XNNStaticResizeBilinear2D();
+        node.kind = NodeKind::kStaticResizeBilinear2d;
+        node.flags = args->flags();
+        node.new_h = args->new_height();
+        node.new_w = args->new_width();
+        status = add_input(args->input_id(), false, "input");
+        if (status.ok()) status = add_output(args->output_id());
+        break;
+      }
+      case U::XNNConcatenate2: status = concatenate(flat->xnode_union_as_XNNConcatenate2(), 2); break;
+      case U::XNNConcatenate3: status = concatenate(flat->xnode_union_as_XNNConcatenate3(), 3); break;
+      case U::XNNConcatenate4: status = concatenate(flat->xnode_union_as_XNNConcatenate4(), 4); break;
+      case U::XNNConcatenate5: status = concatenate(flat->xnode_union_as_XNNConcatenate5(), 5); break;
+      case U::XNNAvgPooling2d: status = pooling(NodeKind::kAvgPooling2d, flat->xnode_union_as_XNNAvgPooling2d()); break;
+      case U::XNNMaxPooling2d: status = pooling(NodeKind::kMaxPooling2d, flat->xnode_union_as_XNNMaxPooling2d()); break;
+      case U::XNNArgMaxPooling2d: {
+        const auto* args = flat->xnode_union_as_XNNArgMaxPooling2d();
+        node.kind = NodeKind::kArgMaxPooling2d;
+        node.flags = args->flags();
+        node.pad_top = args->padding_top();
+        node.pad_right = args->padding_right();
+        node.pad_bottom = args->padding_bottom();
+        node.pad_left = args->padding_left();
+        node.kernel_h = args->pooling_height();
+        node.kernel_w = args->pooling_width();
+        node.stride_h = node.kernel_h;
+        node.stride_w = node.kernel_w;
+        status = add_input(args->input_id(), false, "input");
+        if (status.ok()) status = add_output(args->output_value_id());
+        if (status.ok()) status = add_output(args->output_index_id());
+        break;
+      }
+      case U::XNNScaledDotProductAttention: {
+        const auto* args = flat->xnode_union_as_XNNScaledDotProductAttention();
+        node.kind = NodeKind::kScaledDotProductAttention;
+        node.flags = args->flags();
+        status = add_input(args->query_id(), false, "query");
+        if (status.ok()) status = add_input(args->key_id(), false, "key");
+        if (status.ok()) status = add_input(args->value_id(), false, "value");
+        if (status.ok()) status = add_input(args->scale_id(), false, "scale");
+        if (status.ok()) status = add_input(args->mask_id(), false, "mask");
+        if (status.ok()) status = add_output(args->output_id());
+        break;
+      }
+      default:
+        return malformed("XNNPACK node " + std::to_string(n) + " has unknown type " +
+                         std::to_string(static_cast<int>(flat->xnode_union_type())));
+    }
+    if (!status.ok()) return status;
+
+    // Lifetimes for the per-call memory plan.
+    for (uint32_t input : node.inputs) {
+      if (input != kInvalidId) self.values_[input].last_use = static_cast<int32_t>(n);
+    }
+    for (uint32_t output : node.outputs) {
+      Value& value = self.values_[output];
+      if (value.first_use >= 0) {
+        return malformed("XNNPACK value written by nodes " + std::to_string(value.first_use) + " and " +
+                         std::to_string(n) + "; each value must have one producer");
+      }
+      value.first_use = static_cast<int32_t>(n);
+      if (value.last_use < static_cast<int32_t>(n)) value.last_use = static_cast<int32_t>(n);
+    }
+    self.nodes_.push_back(std::move(node));
+  }
+
+  // Every value a node reads must exist before it: an input, a constant or an earlier output.
+  for (uint32_t n = 0; n < self.nodes_.size(); ++n) {
+    for (uint32_t input : self.nodes_[n].inputs) {
+      if (input == kInvalidId) continue;
+      const Value& value = self.values_[input];
+      if (value.constant == nullptr && !value.external_input && !(value.first_use >= 0 && value.first_use < static_cast<int32_t>(n))) {
+        return malformed("XNNPACK node " + std::to_string(n) + " (" + node_kind_name(self.nodes_[n].kind) +
+                         ") reads a value that no earlier node produces");
+      }
+    }
+  }
+  for (uint32_t index : self.outputs_) {
+    if (index != kInvalidId && self.values_[index].first_use < 0) {
+      return malformed("XNNPACK external output value " + std::to_string(index) + " is produced by no node");
+    }
+  }
+
+  self.pool_ = std::make_unique<ThreadPool>(context.threads);
+  return result;
+}
+
+}  // namespace ei::xnn

@@ -1,0 +1,110 @@
+// The XnnpackBackend delegate: a graph interpreter for the XNNPACK subgraphs that upstream
+// ExecuTorch's XNNPACK partitioner serializes into delegate payloads. It does not use the
+// XNNPACK library: each node type is implemented here (float32), with matrix products in
+// the platform BLAS, so that payloads written by upstream run unchanged.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "runtime/backend.h"
+#include "runtime/thread_pool.h"
+
+namespace ei::xnn {
+
+constexpr uint32_t kInvalidId = 0xFFFFFFFFu;
+// XNNPACK's XNN_MAX_TENSOR_DIMS.
+constexpr size_t kMaxDims = 6;
+
+// Flag bits from XNNPACK's include/xnnpack.h.
+constexpr uint32_t kValueExternalInput = 0x1;
+constexpr uint32_t kValueExternalOutput = 0x2;
+constexpr uint32_t kFlagTransposeWeights = 0x1;  // FullyConnected filter is [in, out]; BMM B is [.., N, K]
+constexpr uint32_t kFlagTensorflowSamePadding = 0x4;
+constexpr uint32_t kFlagTensorflowLegacyMode = 0x4;  // resize bilinear without half-pixel centers
+constexpr uint32_t kFlagAlignCorners = 0x8;
+constexpr uint32_t kFlagKeepDims = 0x40;
+
+using Dims = std::vector<int64_t>;
+
+enum class NodeKind : uint8_t {
+  kAdd, kSubtract, kMultiply, kDivide, kMinimum, kMaximum, kPRelu,
+  kFullyConnected, kBatchMatrixMultiply,
+  kConv2d, kDepthwiseConv2d, kConvTranspose2d,
+  kSoftmax, kSigmoid, kTanh, kGelu, kHardswish, kLeakyRelu, kElu, kClamp,
+  kAbs, kNegate, kFloor, kCeiling, kSquare, kSquareRoot, kReciprocalSquareRoot,
+  kExp, kLog, kSin, kCos, kCopy, kConvert,
+  kStaticTranspose, kStaticReshape, kStaticSlice, kConcatenate, kStaticConstantPad,
+  kAvgPooling2d, kMaxPooling2d, kGlobalAvgPooling2d, kArgMaxPooling2d, kStaticResizeBilinear2d,
+  kScaledDotProductAttention,
+};
+
+const char* node_kind_name(NodeKind kind);
+
+struct Value {
+  Dims dims;                     // as serialized; for externals the planned (maximum) shape
+  const float* constant = nullptr;
+  size_t constant_bytes = 0;
+  uint32_t external_id = kInvalidId;
+  bool external_input = false;
+  bool external_output = false;
+  int32_t first_use = -1;        // node index that produces it (-1: input or constant)
+  int32_t last_use = -1;         // last node index that reads it
+};
+
+struct Node {
+  NodeKind kind;
+  std::vector<uint32_t> inputs;  // dense value indices; kInvalidId for an absent optional input
+  std::vector<uint32_t> outputs;
+  uint32_t flags = 0;
+  float output_min = -std::numeric_limits<float>::infinity();
+  float output_max = std::numeric_limits<float>::infinity();
+  uint32_t debug_handle = 0;
+  float scalar = 0;              // LeakyReLU slope, ELU alpha, pad value
+  uint32_t axis = 0;             // Concatenate
+  std::vector<int64_t> list_a;   // perm, new_shape, offsets, pre paddings
+  std::vector<int64_t> list_b;   // slice sizes, post paddings
+  // Convolution and pooling parameters.
+  uint32_t pad_top = 0, pad_right = 0, pad_bottom = 0, pad_left = 0;
+  uint32_t kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1;
+  uint32_t groups = 1, group_in = 0, group_out = 0, adjust_h = 0, adjust_w = 0;
+  uint32_t new_h = 0, new_w = 0;
+};
+
+// Everything a call needs besides the graph: value shapes, pointers and scratch memory.
+struct CallState {
+  std::vector<Dims> dims;
+  std::vector<float*> data;
+  std::shared_ptr<std::byte[]> arena;
+  size_t arena_bytes = 0;
+  std::vector<float> scratch;  // per-node temporary space (im2col columns, attention logits)
+};
+
+class Graph final : public DelegateHandle {
+ public:
+  static Result<std::unique_ptr<Graph>> load(const BackendInitContext& context);
+
+  Status execute(KernelContext& context, std::span<EValue* const> args) const override;
+
+ private:
+  Status infer_shapes(CallState& state) const;
+  Status run_node(size_t index, CallState& state) const;
+
+  std::vector<Value> values_;
+  std::vector<Node> nodes_;
+  std::vector<uint32_t> inputs_;   // value indices of external inputs, by external id
+  std::vector<uint32_t> outputs_;  // value indices of external outputs, by external id
+  uint32_t extern_count_ = 0;
+  std::unique_ptr<ThreadPool> pool_;
+
+  mutable std::mutex states_mutex_;
+  mutable std::vector<std::unique_ptr<CallState>> states_;
+};
+
+const Backend* xnnpack_backend();
+
+}  // namespace ei::xnn

@@ -1,0 +1,946 @@
+// Execution of XnnpackBackend graphs: shape inference for the call's input shapes, a
+// lifetime-based memory plan for intermediate values, and float32 implementations of each
+// node type with XNNPACK's semantics (NHWC convolutions and pooling, numpy broadcasting,
+// a fused output clamp on every node).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+
+#include "backends/blas.h"
+#include "backends/xnnpack_graph.h"
+
+namespace ei::xnn {
+
+namespace {
+
+Status node_error(size_t index, const Node& node, const std::string& message) {
+  return Status(ErrorCode::kDelegateFailed,
+                "XNNPACK node " + std::to_string(index) + " (" + node_kind_name(node.kind) + "): " + message);
+}
+
+std::string dims_string(const Dims& dims) {
+  std::string text = "[";
+  for (size_t i = 0; i < dims.size(); ++i) text += (i ? ", " : "") + std::to_string(dims[i]);
+  return text + "]";
+}
+
+int64_t numel(const Dims& dims) {
+  int64_t count = 1;
+  for (int64_t d : dims) count *= d;
+  return count;
+}
+
+// numpy broadcasting of two shapes aligned at the trailing dimension.
+bool broadcast_shape(const Dims& a, const Dims& b, Dims& out) {
+  size_t rank = std::max(a.size(), b.size());
+  out.assign(rank, 1);
+  for (size_t i = 0; i < rank; ++i) {
+    int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    if (da != db && da != 1 && db != 1) return false;
+    out[i] = da == 1 ? db : da;
+  }
+  return true;
+}
+
+// Output size of a convolution or pooling window along one axis; -1 when the window does not fit.
+int64_t window_output(int64_t input, int64_t pad_before, int64_t pad_after, int64_t kernel, int64_t stride,
+                      int64_t dilation) {
+  int64_t effective = (kernel - 1) * dilation + 1;
+  int64_t padded = input + pad_before + pad_after;
+  if (stride <= 0 || padded < effective) return -1;
+  return (padded - effective) / stride + 1;
+}
+
+inline float clamp_value(float value, float low, float high) { return std::min(std::max(value, low), high); }
+
+void clamp_range(float* data, size_t count, float low, float high) {
+  if (low == -std::numeric_limits<float>::infinity() && high == std::numeric_limits<float>::infinity()) return;
+  for (size_t i = 0; i < count; ++i) data[i] = clamp_value(data[i], low, high);
+}
+
+// Strides in elements of a row-major shape.
+Dims row_major_strides(const Dims& dims) {
+  Dims strides(dims.size(), 1);
+  for (size_t i = dims.size(); i-- > 1;) strides[i - 1] = strides[i] * dims[i];
+  return strides;
+}
+
+template <typename Op>
+void binary_broadcast(const float* a, const Dims& a_dims, const float* b, const Dims& b_dims, float* out,
+                      const Dims& out_dims, Op op, ThreadPool* pool) {
+  size_t count = static_cast<size_t>(numel(out_dims));
+  size_t na = static_cast<size_t>(numel(a_dims));
+  size_t nb = static_cast<size_t>(numel(b_dims));
+  if (na == count && nb == count) {
+    parallel_for(pool, count, 1 << 14, [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) out[i] = op(a[i], b[i]);
+    });
+    return;
+  }
+  if (nb == 1) {
+    float value = b[0];
+    parallel_for(pool, count, 1 << 14, [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) out[i] = op(a[i], value);
+    });
+    return;
+  }
+  if (na == 1) {
+    float value = a[0];
+    parallel_for(pool, count, 1 << 14, [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) out[i] = op(value, b[i]);
+    });
+    return;
+  }
+  // b repeats along the leading dimensions (a bias row, for example).
+  if (na == count && count % nb == 0) {
+    bool suffix = true;
+    for (size_t i = 0; i < b_dims.size(); ++i) {
+      if (b_dims[b_dims.size() - 1 - i] != out_dims[out_dims.size() - 1 - i]) suffix = false;
+    }
+    if (suffix) {
+      size_t rows = count / nb;
+      parallel_for(pool, rows, 16, [&](size_t begin, size_t end) {
+        for (size_t r = begin; r < end; ++r) {
+          for (size_t j = 0; j < nb; ++j) out[r * nb + j] = op(a[r * nb + j], b[j]);
+        }
+      });
+      return;
+    }
+  }
+  // General case: walk the output with per-input strides (0 along broadcast dimensions).
+  size_t rank = out_dims.size();
+  Dims sa(rank, 0), sb(rank, 0);
+  Dims a_strides = row_major_strides(a_dims), b_strides = row_major_strides(b_dims);
+  for (size_t i = 0; i < rank; ++i) {
+    size_t offset_a = rank - a_dims.size(), offset_b = rank - b_dims.size();
+    if (i >= offset_a && a_dims[i - offset_a] != 1) sa[i] = a_strides[i - offset_a];
+    if (i >= offset_b && b_dims[i - offset_b] != 1) sb[i] = b_strides[i - offset_b];
+  }
+  Dims position(rank, 0);
+  int64_t ia = 0, ib = 0;
+  for (size_t i = 0; i < count; ++i) {
+    out[i] = op(a[ia], b[ib]);
+    for (size_t d = rank; d-- > 0;) {
+      ++position[d];
+      ia += sa[d];
+      ib += sb[d];
+      if (position[d] < out_dims[d]) break;
+      ia -= sa[d] * position[d];
+      ib -= sb[d] * position[d];
+      position[d] = 0;
+    }
+  }
+}
+
+template <typename Op>
+void unary_map(const float* in, float* out, size_t count, Op op, ThreadPool* pool) {
+  parallel_for(pool, count, 1 << 14, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) out[i] = op(in[i]);
+  });
+}
+
+// Copies a strided block: out[i] = in[offset + sum(index_d * strides_d)] over `dims`.
+void gather_strided(const float* in, const Dims& dims, const Dims& in_strides, float* out) {
+  size_t rank = dims.size();
+  int64_t count = numel(dims);
+  if (count == 0) return;
+  if (rank == 0) {
+    out[0] = in[0];
+    return;
+  }
+  int64_t inner = dims[rank - 1];
+  int64_t inner_stride = in_strides[rank - 1];
+  Dims position(rank, 0);
+  int64_t base = 0;
+  for (int64_t done = 0; done < count; done += inner) {
+    if (inner_stride == 1) {
+      std::memcpy(out + done, in + base, static_cast<size_t>(inner) * sizeof(float));
+    } else {
+      for (int64_t j = 0; j < inner; ++j) out[done + j] = in[base + j * inner_stride];
+    }
+    for (size_t d = rank - 1; d-- > 0;) {
+      ++position[d];
+      base += in_strides[d];
+      if (position[d] < dims[d]) break;
+      base -= in_strides[d] * position[d];
+      position[d] = 0;
+    }
+  }
+}
+
+}  // namespace
+
+Status Graph::infer_shapes(CallState& state) const {
+  for (size_t n = 0; n < nodes_.size(); ++n) {
+    const Node& node = nodes_[n];
+    auto in = [&](size_t i) -> const Dims& { return state.dims[node.inputs[i]]; };
+    Dims out;
+    auto fail = [&](const std::string& message) { return node_error(n, node, message); };
+
+    switch (node.kind) {
+      case NodeKind::kAdd:
+      case NodeKind::kSubtract:
+      case NodeKind::kMultiply:
+      case NodeKind::kDivide:
+      case NodeKind::kMinimum:
+      case NodeKind::kMaximum:
+      case NodeKind::kPRelu:
+        if (!broadcast_shape(in(0), in(1), out)) {
+          return fail("shapes " + dims_string(in(0)) + " and " + dims_string(in(1)) + " do not broadcast");
+        }
+        break;
+      case NodeKind::kFullyConnected: {
+        const Dims& input = in(0);
+        const Dims& filter = in(1);
+        if (filter.size() != 2 || input.empty()) return fail("needs a 2-D filter and an input of rank 1 or more");
+        bool transposed = (node.flags & kFlagTransposeWeights) != 0;
+        int64_t in_channels = transposed ? filter[0] : filter[1];
+        int64_t out_channels = transposed ? filter[1] : filter[0];
+        if (input.back() != in_channels) {
+          return fail("input " + dims_string(input) + " does not end in the filter's " + std::to_string(in_channels) +
+                      " input channels");
+        }
+        if (node.inputs[2] != kInvalidId && numel(in(2)) != out_channels) {
+          return fail("bias has " + std::to_string(numel(in(2))) + " elements, expected " + std::to_string(out_channels));
+        }
+        out = input;
+        out.back() = out_channels;
+        break;
+      }
+      case NodeKind::kBatchMatrixMultiply: {
+        const Dims& a = in(0);
+        const Dims& b = in(1);
+        if (a.size() < 2 || b.size() < 2) return fail("inputs need rank 2 or more");
+        bool transposed = (node.flags & kFlagTransposeWeights) != 0;
+        int64_t k_b = transposed ? b[b.size() - 1] : b[b.size() - 2];
+        int64_t n_b = transposed ? b[b.size() - 2] : b[b.size() - 1];
+        if (a.back() != k_b) return fail("inner dimensions of " + dims_string(a) + " and " + dims_string(b) + " differ");
+        Dims batch_a(a.begin(), a.end() - 2), batch_b(b.begin(), b.end() - 2);
+        if (!broadcast_shape(batch_a, batch_b, out)) return fail("batch dimensions do not broadcast");
+        out.push_back(a[a.size() - 2]);
+        out.push_back(n_b);
+        break;
+      }
+      case NodeKind::kConv2d:
+      case NodeKind::kDepthwiseConv2d:
+      case NodeKind::kConvTranspose2d: {
+        const Dims& input = in(0);
+        const Dims& filter = in(1);
+        if (input.size() != 4 || filter.size() != 4) return fail("needs a 4-D NHWC input and a 4-D filter");
+        if ((node.flags & kFlagTensorflowSamePadding) != 0) return fail("TensorFlow SAME padding is not supported");
+        if (node.groups == 0 || node.group_in == 0 || node.group_out == 0 || node.stride_h == 0 ||
+            node.stride_w == 0 || node.dilation_h == 0 || node.dilation_w == 0) {
+          return fail("groups, channels, strides and dilations must be positive");
+        }
+        int64_t channels = static_cast<int64_t>(node.groups) * node.group_in;
+        int64_t out_channels = static_cast<int64_t>(node.groups) * node.group_out;
+        if (input[3] != channels) return fail("input has " + std::to_string(input[3]) + " channels, expected " + std::to_string(channels));
+        Dims expected_filter = node.kind == NodeKind::kDepthwiseConv2d
+                                   ? Dims{1, node.kernel_h, node.kernel_w, out_channels}
+                                   : Dims{out_channels, node.kernel_h, node.kernel_w, node.group_in};
+        if (filter != expected_filter) {
+          return fail("filter is " + dims_string(filter) + ", expected " + dims_string(expected_filter));
+        }
+        if (node.inputs[2] != kInvalidId && numel(in(2)) != out_channels) return fail("bias size does not match");
+        int64_t oh, ow;
+        if (node.kind == NodeKind::kConvTranspose2d) {
+          oh = (input[1] - 1) * node.stride_h + (int64_t{node.kernel_h} - 1) * node.dilation_h + 1 - node.pad_top -
+               node.pad_bottom + node.adjust_h;
+          ow = (input[2] - 1) * node.stride_w + (int64_t{node.kernel_w} - 1) * node.dilation_w + 1 - node.pad_left -
+               node.pad_right + node.adjust_w;
+        } else {
+          oh = window_output(input[1], node.pad_top, node.pad_bottom, node.kernel_h, node.stride_h, node.dilation_h);
+          ow = window_output(input[2], node.pad_left, node.pad_right, node.kernel_w, node.stride_w, node.dilation_w);
+        }
+        if (oh <= 0 || ow <= 0) return fail("the kernel does not fit the " + dims_string(input) + " input");
+        out = {input[0], oh, ow, out_channels};
+        break;
+      }
+      case NodeKind::kAvgPooling2d:
+      case NodeKind::kMaxPooling2d:
+      case NodeKind::kArgMaxPooling2d: {
+        const Dims& input = in(0);
+        if (input.size() != 4) return fail("needs a 4-D NHWC input");
+        if ((node.flags & kFlagTensorflowSamePadding) != 0) return fail("TensorFlow SAME padding is not supported");
+        uint32_t dilation_h = node.dilation_h == 0 ? 1 : node.dilation_h;
+        uint32_t dilation_w = node.dilation_w == 0 ? 1 : node.dilation_w;
+        if (node.kernel_h == 0 || node.kernel_w == 0) return fail("pooling size must be positive");
+        int64_t oh = window_output(input[1], node.pad_top, node.pad_bottom, node.kernel_h, node.stride_h, dilation_h);
+        int64_t ow = window_output(input[2], node.pad_left, node.pad_right, node.kernel_w, node.stride_w, dilation_w);
+        if (oh <= 0 || ow <= 0) return fail("the pooling window does not fit the " + dims_string(input) + " input");
+        out = {input[0], oh, ow, input[3]};
+        if (node.kind == NodeKind::kArgMaxPooling2d) state.dims[node.outputs[1]] = out;
+        break;
+      }
+      case NodeKind::kGlobalAvgPooling2d: {
+        const Dims& input = in(0);
+        if (input.size() < 3) return fail("needs an input of rank 3 or more");
+        out = input;
+        out[out.size() - 3] = 1;
+        out[out.size() - 2] = 1;
+        if ((node.flags & kFlagKeepDims) == 0 && state.dims[node.outputs[0]].size() == input.size() - 2) {
+          out.erase(out.end() - 3, out.end() - 1);
+        }
+        break;
+      }
+      case NodeKind::kStaticResizeBilinear2d: {
+        const Dims& input = in(0);
+        if (input.size() != 4) return fail("needs a 4-D NHWC input");
+        if (node.new_h == 0 || node.new_w == 0) return fail("output size must be positive");
+        out = {input[0], node.new_h, node.new_w, input[3]};
+        break;
+      }
+      case NodeKind::kStaticTranspose: {
+        const Dims& input = in(0);
+        if (node.list_a.size() != input.size()) return fail("permutation rank does not match the input");
+        std::vector<bool> seen(input.size(), false);
+        for (int64_t axis : node.list_a) {
+          if (axis < 0 || static_cast<size_t>(axis) >= input.size() || seen[static_cast<size_t>(axis)]) {
+            return fail("invalid permutation");
+          }
+          seen[static_cast<size_t>(axis)] = true;
+          out.push_back(input[static_cast<size_t>(axis)]);
+        }
+        break;
+      }
+      case NodeKind::kStaticReshape: {
+        int64_t total = numel(in(0));
+        int64_t known = 1;
+        int inferred = -1;
+        out = node.list_a;
+        if (out.size() > kMaxDims) return fail("new shape has too many dimensions");
+        for (size_t i = 0; i < out.size(); ++i) {
+          // XNNPACK writes 0 for the one inferred dimension (PyTorch's -1).
+          if (out[i] == 0) {
+            if (inferred >= 0) return fail("more than one inferred dimension");
+            inferred = static_cast<int>(i);
+          } else {
+            known *= out[i];
+          }
+        }
+        if (inferred >= 0) {
+          if (known == 0 || total % known != 0) return fail("cannot infer a dimension of " + dims_string(node.list_a));
+          out[static_cast<size_t>(inferred)] = total / known;
+        }
+        if (numel(out) != total) {
+          return fail("cannot reshape " + dims_string(in(0)) + " to " + dims_string(node.list_a));
+        }
+        break;
+      }
+      case NodeKind::kStaticSlice: {
+        const Dims& input = in(0);
+        if (node.list_a.size() != input.size() || node.list_b.size() != input.size()) {
+          return fail("offsets and sizes must match the input rank");
+        }
+        for (size_t i = 0; i < input.size(); ++i) {
+          int64_t size = node.list_b[i] == 0 ? input[i] - node.list_a[i] : node.list_b[i];
+          if (node.list_a[i] > input[i] || size < 0 || node.list_a[i] + size > input[i]) {
+            return fail("slice is out of range of " + dims_string(input));
+          }
+          out.push_back(size);
+        }
+        break;
+      }
+      case NodeKind::kConcatenate: {
+        out = in(0);
+        if (node.axis >= out.size()) return fail("axis " + std::to_string(node.axis) + " is out of range");
+        for (size_t i = 1; i < node.inputs.size(); ++i) {
+          const Dims& other = in(i);
+          if (other.size() != out.size()) return fail("inputs have different ranks");
+          for (size_t d = 0; d < out.size(); ++d) {
+            if (d != node.axis && other[d] != out[d]) return fail("inputs differ outside the axis");
+          }
+          out[node.axis] += other[node.axis];
+        }
+        break;
+      }
+      case NodeKind::kStaticConstantPad: {
+        const Dims& input = in(0);
+        if (node.list_a.size() != input.size() || node.list_b.size() != input.size()) {
+          return fail("paddings must match the input rank");
+        }
+        for (size_t i = 0; i < input.size(); ++i) out.push_back(input[i] + node.list_a[i] + node.list_b[i]);
+        break;
+      }
+      case NodeKind::kScaledDotProductAttention: {
+        const Dims& q = in(0);
+        const Dims& k = in(1);
+        const Dims& v = in(2);
+        if (q.size() < 2 || k.size() != q.size() || v.size() != q.size()) return fail("query, key and value need the same rank");
+        if (q.back() != k.back() || k[k.size() - 2] != v[v.size() - 2]) return fail("query, key and value shapes do not match");
+        if (numel(in(3)) != q.back()) return fail("scale must have one value per query channel");
+        const Dims& mask = in(4);
+        if (mask.size() != 2 || mask[0] != q[q.size() - 2] || mask[1] != k[k.size() - 2]) return fail("mask must be [T, U]");
+        out = q;
+        out.back() = v.back();
+        break;
+      }
+      default:
+        out = in(0);
+        break;
+    }
+    int64_t count = checked_numel(out);
+    if (count < 0 || count > (int64_t{1} << 40)) return fail("output is too large");
+    state.dims[node.outputs[0]] = std::move(out);
+  }
+  return Status::Ok();
+}
+
+Status Graph::execute(KernelContext& context, std::span<EValue* const> args) const {
+  if (args.size() != extern_count_) {
+    return Status(ErrorCode::kDelegateFailed, "XNNPACK delegate called with " + std::to_string(args.size()) +
+                                                  " arguments, its graph has " + std::to_string(extern_count_) +
+                                                  " externals");
+  }
+
+  std::unique_ptr<CallState> state;
+  {
+    std::lock_guard<std::mutex> lock(states_mutex_);
+    if (!states_.empty()) {
+      state = std::move(states_.back());
+      states_.pop_back();
+    }
+  }
+  if (!state) state = std::make_unique<CallState>();
+  state->dims.resize(values_.size());
+  state->data.assign(values_.size(), nullptr);
+  for (size_t i = 0; i < values_.size(); ++i) {
+    state->dims[i] = values_[i].dims;
+    if (values_[i].constant != nullptr) state->data[i] = const_cast<float*>(values_[i].constant);
+  }
+
+  Status status = [&]() -> Status {
+    // External inputs: shapes in memory order (dims permuted by the tensor's dim order).
+    for (uint32_t id = 0; id < extern_count_; ++id) {
+      EValue* arg = args[id];
+      if (arg == nullptr || arg->tag != Tag::kTensor || arg->tensor == nullptr) {
+        return Status(ErrorCode::kDelegateFailed, "XNNPACK argument " + std::to_string(id) + " is not a tensor");
+      }
+      if (arg->tensor->dtype != ScalarType::kFloat) {
+        return Status(ErrorCode::kDelegateFailed, "XNNPACK argument " + std::to_string(id) + " is " +
+                                                      dtype_name(arg->tensor->dtype) + ", expected float32");
+      }
+      if (inputs_[id] == kInvalidId) continue;
+      const Tensor& tensor = *arg->tensor;
+      Dims dims;
+      for (uint8_t d : tensor.dim_order) dims.push_back(tensor.sizes[d]);
+      // Like xnn_reshape_external_value, the call's shape replaces the serialized one, rank included
+      // (upstream passes a 0-d constant for a value serialized as [1], for example).
+      if (dims.size() > kMaxDims) {
+        return Status(ErrorCode::kDelegateFailed, "XNNPACK input " + std::to_string(id) + " has rank " +
+                                                      std::to_string(dims.size()) + ", above XNNPACK's limit of 6");
+      }
+      state->dims[inputs_[id]] = dims;
+      state->data[inputs_[id]] = tensor.numel() == 0 ? nullptr : static_cast<float*>(tensor.data);
+    }
+    EI_RETURN_IF_ERROR(infer_shapes(*state));
+
+    // External outputs: resize the program's tensors, then write into them directly.
+    for (uint32_t id = 0; id < extern_count_; ++id) {
+      if (outputs_[id] == kInvalidId) continue;
+      Tensor& tensor = *args[id]->tensor;
+      const Dims& dims = state->dims[outputs_[id]];
+      if (dims.size() != tensor.sizes.size()) {
+        return Status(ErrorCode::kDelegateFailed, "XNNPACK output " + std::to_string(id) + " has rank " +
+                                                      std::to_string(dims.size()) + " but the program's tensor has " +
+                                                      std::to_string(tensor.sizes.size()));
+      }
+      std::vector<int64_t> sizes(dims.size());
+      for (size_t j = 0; j < dims.size(); ++j) sizes[tensor.dim_order[j]] = dims[j];
+      EI_RETURN_IF_ERROR(tensor.resize(sizes).with_context("XNNPACK output " + std::to_string(id) + ": "));
+      state->data[outputs_[id]] = static_cast<float*>(tensor.data);
+    }
+
+    // Intermediate values: first-fit offsets in one arena, reusing memory after the last use.
+    struct Block {
+      size_t offset, size;
+      int32_t last_use;
+    };
+    std::vector<Block> live;
+    std::vector<size_t> offsets(values_.size(), 0);
+    size_t arena_bytes = 0;
+    for (size_t n = 0; n < nodes_.size(); ++n) {
+      for (uint32_t output : nodes_[n].outputs) {
+        const Value& value = values_[output];
+        if (value.external_output) continue;
+        live.erase(std::remove_if(live.begin(), live.end(),
+                                  [&](const Block& block) { return block.last_use < static_cast<int32_t>(n); }),
+                   live.end());
+        size_t bytes = (static_cast<size_t>(numel(state->dims[output])) * sizeof(float) + 63) / 64 * 64;
+        std::sort(live.begin(), live.end(), [](const Block& a, const Block& b) { return a.offset < b.offset; });
+        size_t offset = 0;
+        for (const Block& block : live) {
+          if (block.offset >= offset + bytes) break;
+          offset = std::max(offset, block.offset + block.size);
+        }
+        live.push_back({offset, bytes, value.last_use});
+        offsets[output] = offset;
+        arena_bytes = std::max(arena_bytes, offset + bytes);
+      }
+    }
+    if (!state->arena || state->arena_bytes < arena_bytes) {
+      state->arena = allocate_aligned(arena_bytes);
+      if (!state->arena) return Status(ErrorCode::kOutOfMemory, "cannot allocate the XNNPACK workspace");
+      state->arena_bytes = arena_bytes;
+    }
+    for (const Node& node : nodes_) {
+      for (uint32_t output : node.outputs) {
+        if (!values_[output].external_output) {
+          state->data[output] = reinterpret_cast<float*>(state->arena.get() + offsets[output]);
+        }
+      }
+    }
+
+    for (size_t n = 0; n < nodes_.size(); ++n) EI_RETURN_IF_ERROR(run_node(n, *state));
+    return Status::Ok();
+  }();
+
+  {
+    std::lock_guard<std::mutex> lock(states_mutex_);
+    states_.push_back(std::move(state));
+  }
+  return status;
+}
+
+Status Graph::run_node(size_t index, CallState& state) const {
+  const Node& node = nodes_[index];
+  ThreadPool* pool = pool_.get();
+  auto in = [&](size_t i) { return state.data[node.inputs[i]]; };
+  auto in_dims = [&](size_t i) -> const Dims& { return state.dims[node.inputs[i]]; };
+  float* out = state.data[node.outputs[0]];
+  const Dims& out_dims = state.dims[node.outputs[0]];
+  size_t count = static_cast<size_t>(numel(out_dims));
+  float low = node.output_min, high = node.output_max;
+
+  switch (node.kind) {
+    case NodeKind::kAdd:
+      binary_broadcast(in(0), in_dims(0), in(1), in_dims(1), out, out_dims, [](float a, float b) { return a + b; }, pool);
+      break;
+    case NodeKind::kSubtract:
+      binary_broadcast(in(0), in_dims(0), in(1), in_dims(1), out, out_dims, [](float a, float b) { return a - b; }, pool);
+      break;
+    case NodeKind::kMultiply:
+      binary_broadcast(in(0), in_dims(0), in(1), in_dims(1), out, out_dims, [](float a, float b) { return a * b; }, pool);
+      break;
+    case NodeKind::kDivide:
+      binary_broadcast(in(0), in_dims(0), in(1), in_dims(1), out, out_dims, [](float a, float b) { return a / b; }, pool);
+      break;
+    case NodeKind::kMinimum:
+      binary_broadcast(in(0), in_dims(0), in(1), in_dims(1), out, out_dims, [](float a, float b) { return std::min(a, b); }, pool);
+      break;
+    case NodeKind::kMaximum:
+      binary_broadcast(in(0), in_dims(0), in(1), in_dims(1), out, out_dims, [](float a, float b) { return std::max(a, b); }, pool);
+      break;
+    case NodeKind::kPRelu:
+      binary_broadcast(in(0), in_dims(0), in(1), in_dims(1), out, out_dims,
+                       [](float x, float slope) { return x < 0 ? x * slope : x; }, pool);
+      break;
+
+    case NodeKind::kFullyConnected: {
+      const Dims& filter = in_dims(1);
+      bool transposed = (node.flags & kFlagTransposeWeights) != 0;
+      int64_t k = transposed ? filter[0] : filter[1];
+      int64_t n = transposed ? filter[1] : filter[0];
+      int64_t m = k == 0 ? 0 : numel(in_dims(0)) / k;
+      gemm_with_bias(m, n, k, in(0), in(1), transposed, node.inputs[2] == kInvalidId ? nullptr : in(2), out);
+      break;
+    }
+
+    case NodeKind::kBatchMatrixMultiply: {
+      const Dims& a_dims = in_dims(0);
+      const Dims& b_dims = in_dims(1);
+      bool transposed = (node.flags & kFlagTransposeWeights) != 0;
+      int64_t m = a_dims[a_dims.size() - 2], k = a_dims.back();
+      int64_t n = out_dims.back();
+      Dims batch(out_dims.begin(), out_dims.end() - 2);
+      Dims batch_a(a_dims.begin(), a_dims.end() - 2), batch_b(b_dims.begin(), b_dims.end() - 2);
+      int64_t batches = numel(batch);
+      Dims strides_a = row_major_strides(batch_a), strides_b = row_major_strides(batch_b);
+      for (int64_t bi = 0; bi < batches; ++bi) {
+        // Map the output batch index to each input's batch index (broadcast dimensions stay at 0).
+        int64_t rest = bi, ia = 0, ib = 0;
+        for (size_t d = batch.size(); d-- > 0;) {
+          int64_t coordinate = rest % batch[d];
+          rest /= batch[d];
+          size_t da = d + batch_a.size(), db = d + batch_b.size();
+          if (da >= batch.size() && batch_a[da - batch.size()] != 1) ia += coordinate * strides_a[da - batch.size()];
+          if (db >= batch.size() && batch_b[db - batch.size()] != 1) ib += coordinate * strides_b[db - batch.size()];
+        }
+        gemm(m, n, k, in(0) + ia * m * k, false, in(1) + ib * k * n, transposed, out + bi * m * n);
+      }
+      break;
+    }
+
+    case NodeKind::kConv2d: {
+      const Dims& input = in_dims(0);
+      int64_t batch = input[0], ih = input[1], iw = input[2], channels = input[3];
+      int64_t oh = out_dims[1], ow = out_dims[2], out_channels = out_dims[3];
+      int64_t kh = node.kernel_h, kw = node.kernel_w, group_in = node.group_in, group_out = node.group_out;
+      int64_t patch = kh * kw * group_in;
+      int64_t pixels = oh * ow;
+      state.scratch.resize(static_cast<size_t>(pixels * patch));
+      float* columns = state.scratch.data();
+      const float* bias = node.inputs[2] == kInvalidId ? nullptr : in(2);
+      for (int64_t b = 0; b < batch; ++b) {
+        const float* image = in(0) + b * ih * iw * channels;
+        float* result = out + b * pixels * out_channels;
+        for (int64_t g = 0; g < node.groups; ++g) {
+          // im2col: one row of [kh, kw, group_in] per output pixel, zeros where the window is padding.
+          parallel_for(pool, static_cast<size_t>(pixels), 64, [&](size_t begin, size_t end) {
+            for (size_t p = begin; p < end; ++p) {
+              int64_t y = static_cast<int64_t>(p) / ow, x = static_cast<int64_t>(p) % ow;
+              float* row = columns + static_cast<int64_t>(p) * patch;
+              for (int64_t ky = 0; ky < kh; ++ky) {
+                int64_t sy = y * node.stride_h + ky * node.dilation_h - node.pad_top;
+                for (int64_t kx = 0; kx < kw; ++kx) {
+                  int64_t sx = x * node.stride_w + kx * node.dilation_w - node.pad_left;
+                  float* cell = row + (ky * kw + kx) * group_in;
+                  if (sy < 0 || sy >= ih || sx < 0 || sx >= iw) {
+                    std::fill(cell, cell + group_in, 0.0f);
+                  } else {
+                    std::memcpy(cell, image + (sy * iw + sx) * channels + g * group_in,
+                                static_cast<size_t>(group_in) * sizeof(float));
+                  }
+                }
+              }
+            }
+          });
+          const float* filter = in(1) + g * group_out * patch;
+          if (node.groups == 1) {
+            gemm_with_bias(pixels, group_out, patch, columns, filter, false, bias, result);
+          } else {
+            // Grouped: compute into the group's channel slice with row stride out_channels.
+            gemm_strided(pixels, group_out, patch, columns, patch, filter, patch, true, result + g * group_out,
+                         out_channels);
+            if (bias != nullptr) {
+              for (int64_t p = 0; p < pixels; ++p) {
+                for (int64_t c = 0; c < group_out; ++c) result[p * out_channels + g * group_out + c] += bias[g * group_out + c];
+              }
+            }
+          }
+        }
+      }
+      break;
+    }
+
+    case NodeKind::kDepthwiseConv2d: {
+      const Dims& input = in_dims(0);
+      int64_t batch = input[0], ih = input[1], iw = input[2], channels = input[3];
+      int64_t oh = out_dims[1], ow = out_dims[2], out_channels = out_dims[3];
+      int64_t multiplier = out_channels / channels;
+      const float* filter = in(1);
+      const float* bias = node.inputs[2] == kInvalidId ? nullptr : in(2);
+      parallel_for(pool, static_cast<size_t>(batch * oh), 1, [&](size_t begin, size_t end) {
+        for (size_t row = begin; row < end; ++row) {
+          int64_t b = static_cast<int64_t>(row) / oh, y = static_cast<int64_t>(row) % oh;
+          for (int64_t x = 0; x < ow; ++x) {
+            float* pixel = out + ((b * oh + y) * ow + x) * out_channels;
+            for (int64_t c = 0; c < out_channels; ++c) pixel[c] = bias ? bias[c] : 0.0f;
+            for (int64_t ky = 0; ky < node.kernel_h; ++ky) {
+              int64_t sy = y * node.stride_h + ky * node.dilation_h - node.pad_top;
+              if (sy < 0 || sy >= ih) continue;
+              for (int64_t kx = 0; kx < node.kernel_w; ++kx) {
+                int64_t sx = x * node.stride_w + kx * node.dilation_w - node.pad_left;
+                if (sx < 0 || sx >= iw) continue;
+                const float* source = in(0) + ((b * ih + sy) * iw + sx) * channels;
+                const float* weights = filter + (ky * node.kernel_w + kx) * out_channels;
+                for (int64_t c = 0; c < out_channels; ++c) pixel[c] += source[c / multiplier] * weights[c];
+              }
+            }
+          }
+        }
+      });
+      break;
+    }
+
+    case NodeKind::kConvTranspose2d: {
+      const Dims& input = in_dims(0);
+      int64_t batch = input[0], ih = input[1], iw = input[2], channels = input[3];
+      int64_t oh = out_dims[1], ow = out_dims[2], out_channels = out_dims[3];
+      int64_t group_in = node.group_in, group_out = node.group_out;
+      const float* filter = in(1);
+      const float* bias = node.inputs[2] == kInvalidId ? nullptr : in(2);
+      for (int64_t b = 0; b < batch; ++b) {
+        float* result = out + b * oh * ow * out_channels;
+        for (int64_t p = 0; p < oh * ow; ++p) {
+          for (int64_t c = 0; c < out_channels; ++c) result[p * out_channels + c] = bias ? bias[c] : 0.0f;
+        }
+        for (int64_t y = 0; y < ih; ++y) {
+          for (int64_t x = 0; x < iw; ++x) {
+            const float* source = in(0) + ((b * ih + y) * iw + x) * channels;
+            for (int64_t ky = 0; ky < node.kernel_h; ++ky) {
+              int64_t ty = y * node.stride_h + ky * node.dilation_h - node.pad_top;
+              if (ty < 0 || ty >= oh) continue;
+              for (int64_t kx = 0; kx < node.kernel_w; ++kx) {
+                int64_t tx = x * node.stride_w + kx * node.dilation_w - node.pad_left;
+                if (tx < 0 || tx >= ow) continue;
+                float* target = result + (ty * ow + tx) * out_channels;
+                for (int64_t g = 0; g < node.groups; ++g) {
+                  for (int64_t o = 0; o < group_out; ++o) {
+                    const float* weights = filter + (((g * group_out + o) * node.kernel_h + ky) * node.kernel_w + kx) * group_in;
+                    float sum = 0;
+                    for (int64_t i = 0; i < group_in; ++i) sum += source[g * group_in + i] * weights[i];
+                    target[g * group_out + o] += sum;
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+      break;
+    }
+
+    case NodeKind::kSoftmax: {
+      int64_t inner = out_dims.empty() ? 1 : out_dims.back();
+      size_t rows = inner == 0 ? 0 : count / static_cast<size_t>(inner);
+      const float* source = in(0);
+      parallel_for(pool, rows, 4, [&](size_t begin, size_t end) {
+        for (size_t r = begin; r < end; ++r) {
+          const float* x = source + r * inner;
+          float* y = out + r * inner;
+          float max_value = -std::numeric_limits<float>::infinity();
+          for (int64_t j = 0; j < inner; ++j) max_value = std::max(max_value, x[j]);
+          float sum = 0;
+          for (int64_t j = 0; j < inner; ++j) {
+            y[j] = std::exp(x[j] - max_value);
+            sum += y[j];
+          }
+          float scale = 1.0f / sum;
+          for (int64_t j = 0; j < inner; ++j) y[j] *= scale;
+        }
+      });
+      break;
+    }
+    case NodeKind::kSigmoid: unary_map(in(0), out, count, [](float x) { return 1.0f / (1.0f + std::exp(-x)); }, pool); break;
+    case NodeKind::kTanh: unary_map(in(0), out, count, [](float x) { return std::tanh(x); }, pool); break;
+    case NodeKind::kGelu:
+      unary_map(in(0), out, count, [](float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); }, pool);
+      break;
+    case NodeKind::kHardswish:
+      unary_map(in(0), out, count, [](float x) { return x * std::min(std::max(x + 3.0f, 0.0f), 6.0f) / 6.0f; }, pool);
+      break;
+    case NodeKind::kLeakyRelu: {
+      float slope = node.scalar;
+      unary_map(in(0), out, count, [slope](float x) { return x < 0 ? x * slope : x; }, pool);
+      break;
+    }
+    case NodeKind::kElu: {
+      float alpha = node.scalar;
+      unary_map(in(0), out, count, [alpha](float x) { return x < 0 ? alpha * std::expm1(x) : x; }, pool);
+      break;
+    }
+    case NodeKind::kClamp: unary_map(in(0), out, count, [](float x) { return x; }, pool); break;
+    case NodeKind::kAbs: unary_map(in(0), out, count, [](float x) { return std::fabs(x); }, pool); break;
+    case NodeKind::kNegate: unary_map(in(0), out, count, [](float x) { return -x; }, pool); break;
+    case NodeKind::kFloor: unary_map(in(0), out, count, [](float x) { return std::floor(x); }, pool); break;
+    case NodeKind::kCeiling: unary_map(in(0), out, count, [](float x) { return std::ceil(x); }, pool); break;
+    case NodeKind::kSquare: unary_map(in(0), out, count, [](float x) { return x * x; }, pool); break;
+    case NodeKind::kSquareRoot: unary_map(in(0), out, count, [](float x) { return std::sqrt(x); }, pool); break;
+    case NodeKind::kReciprocalSquareRoot:
+      unary_map(in(0), out, count, [](float x) { return 1.0f / std::sqrt(x); }, pool);
+      break;
+    case NodeKind::kExp: unary_map(in(0), out, count, [](float x) { return std::exp(x); }, pool); break;
+    case NodeKind::kLog: unary_map(in(0), out, count, [](float x) { return std::log(x); }, pool); break;
+    case NodeKind::kSin: unary_map(in(0), out, count, [](float x) { return std::sin(x); }, pool); break;
+    case NodeKind::kCos: unary_map(in(0), out, count, [](float x) { return std::cos(x); }, pool); break;
+    case NodeKind::kCopy:
+    case NodeKind::kConvert:
+    case NodeKind::kStaticReshape:
+      if (count > 0 && out != in(0)) std::memmove(out, in(0), count * sizeof(float));
+      break;
+
+    case NodeKind::kStaticTranspose: {
+      const Dims& input = in_dims(0);
+      Dims strides = row_major_strides(input);
+      Dims permuted(input.size());
+      for (size_t i = 0; i < input.size(); ++i) permuted[i] = strides[static_cast<size_t>(node.list_a[i])];
+      gather_strided(in(0), out_dims, permuted, out);
+      break;
+    }
+    case NodeKind::kStaticSlice: {
+      const Dims& input = in_dims(0);
+      Dims strides = row_major_strides(input);
+      int64_t offset = 0;
+      for (size_t i = 0; i < input.size(); ++i) offset += node.list_a[i] * strides[i];
+      gather_strided(in(0) + offset, out_dims, strides, out);
+      break;
+    }
+    case NodeKind::kConcatenate: {
+      size_t axis = node.axis;
+      int64_t outer = 1, inner = 1;
+      for (size_t d = 0; d < axis; ++d) outer *= out_dims[d];
+      for (size_t d = axis + 1; d < out_dims.size(); ++d) inner *= out_dims[d];
+      int64_t out_row = out_dims[axis] * inner;
+      int64_t position = 0;
+      for (size_t i = 0; i < node.inputs.size(); ++i) {
+        int64_t row = in_dims(i)[axis] * inner;
+        for (int64_t o = 0; o < outer; ++o) {
+          std::memcpy(out + o * out_row + position, in(i) + o * row, static_cast<size_t>(row) * sizeof(float));
+        }
+        position += row;
+      }
+      break;
+    }
+    case NodeKind::kStaticConstantPad: {
+      std::fill(out, out + count, node.scalar);
+      Dims strides = row_major_strides(out_dims);
+      int64_t offset = 0;
+      for (size_t i = 0; i < out_dims.size(); ++i) offset += node.list_a[i] * strides[i];
+      // Scatter the input into the padded output: walk the input with the output's strides.
+      const Dims& input = in_dims(0);
+      Dims in_strides = row_major_strides(input);
+      int64_t total = numel(input);
+      for (int64_t i = 0; i < total; ++i) {
+        int64_t rest = i, target = offset;
+        for (size_t d = 0; d < input.size(); ++d) {
+          target += (rest / in_strides[d]) * strides[d];
+          rest %= in_strides[d];
+        }
+        out[target] = in(0)[i];
+      }
+      break;
+    }
+
+    case NodeKind::kAvgPooling2d:
+    case NodeKind::kMaxPooling2d:
+    case NodeKind::kArgMaxPooling2d: {
+      const Dims& input = in_dims(0);
+      int64_t batch = input[0], ih = input[1], iw = input[2], channels = input[3];
+      int64_t oh = out_dims[1], ow = out_dims[2];
+      int64_t dilation_h = node.dilation_h == 0 ? 1 : node.dilation_h;
+      int64_t dilation_w = node.dilation_w == 0 ? 1 : node.dilation_w;
+      uint32_t* indices = node.kind == NodeKind::kArgMaxPooling2d ? reinterpret_cast<uint32_t*>(state.data[node.outputs[1]]) : nullptr;
+      bool average = node.kind == NodeKind::kAvgPooling2d;
+      for (int64_t b = 0; b < batch; ++b) {
+        for (int64_t y = 0; y < oh; ++y) {
+          for (int64_t x = 0; x < ow; ++x) {
+            float* pixel = out + ((b * oh + y) * ow + x) * channels;
+            uint32_t* pixel_index = indices ? indices + ((b * oh + y) * ow + x) * channels : nullptr;
+            for (int64_t c = 0; c < channels; ++c) {
+              float accumulator = average ? 0.0f : -std::numeric_limits<float>::infinity();
+              int64_t valid = 0;
+              uint32_t best = 0;
+              for (int64_t ky = 0; ky < node.kernel_h; ++ky) {
+                int64_t sy = y * node.stride_h + ky * dilation_h - node.pad_top;
+                if (sy < 0 || sy >= ih) continue;
+                for (int64_t kx = 0; kx < node.kernel_w; ++kx) {
+                  int64_t sx = x * node.stride_w + kx * dilation_w - node.pad_left;
+                  if (sx < 0 || sx >= iw) continue;
+                  float value = in(0)[((b * ih + sy) * iw + sx) * channels + c];
+                  ++valid;
+                  if (average) {
+                    accumulator += value;
+                  } else if (value > accumulator) {
+                    accumulator = value;
+                    best = static_cast<uint32_t>(ky * node.kernel_w + kx);
+                  }
+                }
+              }
+              // XNNPACK's average pooling divides by the number of window cells inside the input.
+              pixel[c] = average ? (valid > 0 ? accumulator / static_cast<float>(valid) : 0.0f) : accumulator;
+              if (pixel_index) pixel_index[c] = best;
+            }
+          }
+        }
+      }
+      break;
+    }
+    case NodeKind::kGlobalAvgPooling2d: {
+      const Dims& input = in_dims(0);
+      size_t rank = input.size();
+      int64_t channels = input[rank - 1];
+      int64_t window = input[rank - 2] * input[rank - 3];
+      int64_t outer = numel(input) / std::max<int64_t>(1, window * channels);
+      for (int64_t o = 0; o < outer; ++o) {
+        float* target = out + o * channels;
+        std::fill(target, target + channels, 0.0f);
+        for (int64_t p = 0; p < window; ++p) {
+          const float* source = in(0) + (o * window + p) * channels;
+          for (int64_t c = 0; c < channels; ++c) target[c] += source[c];
+        }
+        for (int64_t c = 0; c < channels; ++c) target[c] /= static_cast<float>(window);
+      }
+      break;
+    }
+    case NodeKind::kStaticResizeBilinear2d: {
+      const Dims& input = in_dims(0);
+      int64_t batch = input[0], ih = input[1], iw = input[2], channels = input[3];
+      int64_t oh = out_dims[1], ow = out_dims[2];
+      bool align_corners = (node.flags & kFlagAlignCorners) != 0;
+      bool half_pixel = !align_corners && (node.flags & kFlagTensorflowLegacyMode) == 0;
+      auto source_coordinate = [&](int64_t target, int64_t in_size, int64_t out_size) {
+        if (align_corners) return out_size > 1 ? static_cast<float>(target) * (in_size - 1) / (out_size - 1) : 0.0f;
+        float scale = static_cast<float>(in_size) / static_cast<float>(out_size);
+        float coordinate = half_pixel ? (static_cast<float>(target) + 0.5f) * scale - 0.5f : static_cast<float>(target) * scale;
+        return std::max(coordinate, 0.0f);
+      };
+      for (int64_t b = 0; b < batch; ++b) {
+        for (int64_t y = 0; y < oh; ++y) {
+          float sy = source_coordinate(y, ih, oh);
+          int64_t y0 = std::min<int64_t>(static_cast<int64_t>(sy), ih - 1), y1 = std::min<int64_t>(y0 + 1, ih - 1);
+          float wy = sy - static_cast<float>(y0);
+          for (int64_t x = 0; x < ow; ++x) {
+            float sx = source_coordinate(x, iw, ow);
+            int64_t x0 = std::min<int64_t>(static_cast<int64_t>(sx), iw - 1), x1 = std::min<int64_t>(x0 + 1, iw - 1);
+            float wx = sx - static_cast<float>(x0);
+            const float* p00 = in(0) + ((b * ih + y0) * iw + x0) * channels;
+            const float* p01 = in(0) + ((b * ih + y0) * iw + x1) * channels;
+            const float* p10 = in(0) + ((b * ih + y1) * iw + x0) * channels;
+            const float* p11 = in(0) + ((b * ih + y1) * iw + x1) * channels;
+            float* target = out + ((b * oh + y) * ow + x) * channels;
+            for (int64_t c = 0; c < channels; ++c) {
+              float top = p00[c] + (p01[c] - p00[c]) * wx;
+              float bottom = p10[c] + (p11[c] - p10[c]) * wx;
+              target[c] = top + (bottom - top) * wy;
+            }
+          }
+        }
+      }
+      break;
+    }
+
+    case NodeKind::kScaledDotProductAttention: {
+      const Dims& q_dims = in_dims(0);
+      const Dims& k_dims = in_dims(1);
+      const Dims& v_dims = in_dims(2);
+      int64_t t = q_dims[q_dims.size() - 2], c = q_dims.back();
+      int64_t u = k_dims[k_dims.size() - 2], d = v_dims.back();
+      int64_t heads = numel(q_dims) / (t * c);
+      state.scratch.resize(static_cast<size_t>(t * (u + c)));
+      float* logits = state.scratch.data();
+      float* scaled = logits + t * u;
+      for (int64_t h = 0; h < heads; ++h) {
+        const float* q = in(0) + h * t * c;
+        for (int64_t i = 0; i < t; ++i) {
+          for (int64_t j = 0; j < c; ++j) scaled[i * c + j] = q[i * c + j] * in(3)[j];
+        }
+        gemm(t, u, c, scaled, false, in(1) + h * u * c, true, logits);
+        for (int64_t i = 0; i < t; ++i) {
+          float* row = logits + i * u;
+          float max_value = -std::numeric_limits<float>::infinity();
+          for (int64_t j = 0; j < u; ++j) {
+            row[j] += in(4)[i * u + j];
+            max_value = std::max(max_value, row[j]);
+          }
+          float sum = 0;
+          for (int64_t j = 0; j < u; ++j) {
+            row[j] = std::exp(row[j] - max_value);
+            sum += row[j];
+          }
+          for (int64_t j = 0; j < u; ++j) row[j] /= sum;
+        }
+        gemm(t, d, u, logits, false, in(2) + h * u * d, false, out + h * t * d);
+      }
+      break;
+    }
+  }
+
+  clamp_range(out, count, low, high);
+  return Status::Ok();
+}
+
+}  // namespace ei::xnn
