@@ -16,6 +16,15 @@ export type InputSpec =
 
 const INTEGER_DTYPES = new Set(['int64', 'int32', 'int16', 'int8', 'uint8']);
 
+/** EValue names, as ExecuTorch spells them, of the value kinds that are not tensors. */
+const SCALAR_NAMES: Record<string, string> = { int: 'Int', double: 'Double', bool: 'Bool', string: 'String', none: 'None' };
+
+const DYNAMISM_NAMES: Record<string, string> = {
+  static: 'static',
+  dynamic_bound: 'each size at most the bound',
+  dynamic_unbound: 'sizes unbounded',
+};
+
 function invalidArgument(message: string): EmbedImageError {
   return new EmbedImageError('ERR_INVALID_ARGUMENT', message);
 }
@@ -58,8 +67,8 @@ export async function parseInputSpec(text: string): Promise<InputSpec> {
 
 /** Describes a declared value for messages, such as "float32 tensor of shape [1, 3] (static)". */
 export function describeMeta(meta: ValueMeta): string {
-  if (meta.kind !== 'tensor') return meta.kind === 'int' ? 'Int' : meta.kind === 'double' ? 'Double' : meta.kind === 'bool' ? 'Bool' : meta.kind;
-  const dynamism = meta.dynamism === 'dynamic_bound' ? 'each size at most the bound' : meta.dynamism === 'dynamic_unbound' ? 'sizes unbounded' : 'static';
+  if (meta.kind !== 'tensor') return SCALAR_NAMES[meta.kind] ?? meta.kind;
+  const dynamism = DYNAMISM_NAMES[meta.dynamism ?? 'static'] ?? meta.dynamism;
   return `${meta.dtype ?? '?'} tensor of shape [${(meta.shape ?? []).join(', ')}] (${dynamism})`;
 }
 
