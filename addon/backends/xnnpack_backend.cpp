@@ -5,6 +5,7 @@
 #include <limits>
 #include <unordered_map>
 
+#include "backends/blas.h"
 #include "backends/xnnpack_graph.h"
 #include "xnnpack_generated.h"
 
@@ -548,7 +549,7 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
     }
   }
 
-  self.pool_ = std::make_unique<ThreadPool>(context.threads);
+  use_single_threaded_blas();
   return result;
 }
 

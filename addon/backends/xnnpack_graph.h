@@ -92,14 +92,13 @@ class Graph final : public DelegateHandle {
 
  private:
   Status infer_shapes(CallState& state) const;
-  Status run_node(size_t index, CallState& state) const;
+  Status run_node(size_t index, CallState& state, ThreadPool* pool) const;
 
   std::vector<Value> values_;
   std::vector<Node> nodes_;
   std::vector<uint32_t> inputs_;   // value indices of external inputs, by external id
   std::vector<uint32_t> outputs_;  // value indices of external outputs, by external id
   uint32_t extern_count_ = 0;
-  std::unique_ptr<ThreadPool> pool_;
 
   mutable std::mutex states_mutex_;
   mutable std::vector<std::unique_ptr<CallState>> states_;

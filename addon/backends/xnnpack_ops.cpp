@@ -494,7 +494,7 @@ Status Graph::execute(KernelContext& context, std::span<EValue* const> args) con
       }
     }
 
-    for (size_t n = 0; n < nodes_.size(); ++n) EI_RETURN_IF_ERROR(run_node(n, *state));
+    for (size_t n = 0; n < nodes_.size(); ++n) EI_RETURN_IF_ERROR(run_node(n, *state, context.pool));
     return Status::Ok();
   }();
 
@@ -505,9 +505,8 @@ Status Graph::execute(KernelContext& context, std::span<EValue* const> args) con
   return status;
 }
 
-Status Graph::run_node(size_t index, CallState& state) const {
+Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
   const Node& node = nodes_[index];
-  ThreadPool* pool = pool_.get();
   auto in = [&](size_t i) { return state.data[node.inputs[i]]; };
   auto in_dims = [&](size_t i) -> const Dims& { return state.dims[node.inputs[i]]; };
   float* out = state.data[node.outputs[0]];
@@ -545,7 +544,7 @@ Status Graph::run_node(size_t index, CallState& state) const {
       int64_t k = transposed ? filter[0] : filter[1];
       int64_t n = transposed ? filter[1] : filter[0];
       int64_t m = k == 0 ? 0 : numel(in_dims(0)) / k;
-      gemm_with_bias(m, n, k, in(0), in(1), transposed, node.inputs[2] == kInvalidId ? nullptr : in(2), out);
+      linear(pool, m, n, k, in(0), in(1), transposed, node.inputs[2] == kInvalidId ? nullptr : in(2), out);
       break;
     }
 
@@ -569,7 +568,7 @@ Status Graph::run_node(size_t index, CallState& state) const {
           if (da >= batch.size() && batch_a[da - batch.size()] != 1) ia += coordinate * strides_a[da - batch.size()];
           if (db >= batch.size() && batch_b[db - batch.size()] != 1) ib += coordinate * strides_b[db - batch.size()];
         }
-        gemm(m, n, k, in(0) + ia * m * k, false, in(1) + ib * k * n, transposed, out + bi * m * n);
+        gemm(pool, m, n, k, in(0) + ia * m * k, k, in(1) + ib * k * n, transposed ? k : n, transposed, out + bi * m * n, n);
       }
       break;
     }
@@ -610,11 +609,11 @@ Status Graph::run_node(size_t index, CallState& state) const {
           });
           const float* filter = in(1) + g * group_out * patch;
           if (node.groups == 1) {
-            gemm_with_bias(pixels, group_out, patch, columns, filter, false, bias, result);
+            linear(pool, pixels, group_out, patch, columns, filter, false, bias, result);
           } else {
             // Grouped: compute into the group's channel slice with row stride out_channels.
-            gemm_strided(pixels, group_out, patch, columns, patch, filter, patch, true, result + g * group_out,
-                         out_channels);
+            gemm(pool, pixels, group_out, patch, columns, patch, filter, patch, true, result + g * group_out,
+                 out_channels);
             if (bias != nullptr) {
               for (int64_t p = 0; p < pixels; ++p) {
                 for (int64_t c = 0; c < group_out; ++c) result[p * out_channels + g * group_out + c] += bias[g * group_out + c];
@@ -918,7 +917,7 @@ Status Graph::run_node(size_t index, CallState& state) const {
         for (int64_t i = 0; i < t; ++i) {
           for (int64_t j = 0; j < c; ++j) scaled[i * c + j] = q[i * c + j] * in(3)[j];
         }
-        gemm(t, u, c, scaled, false, in(1) + h * u * c, true, logits);
+        gemm(pool, t, u, c, scaled, c, in(1) + h * u * c, c, true, logits, u);
         for (int64_t i = 0; i < t; ++i) {
           float* row = logits + i * u;
           float max_value = -std::numeric_limits<float>::infinity();
@@ -933,7 +932,7 @@ Status Graph::run_node(size_t index, CallState& state) const {
           }
           for (int64_t j = 0; j < u; ++j) row[j] /= sum;
         }
-        gemm(t, d, u, logits, false, in(2) + h * u * d, false, out + h * t * d);
+        gemm(pool, t, d, u, logits, u, in(2) + h * u * d, d, false, out + h * t * d, d);
       }
       break;
     }

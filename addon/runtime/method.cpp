@@ -711,6 +711,7 @@ Status Program::run(MethodPlan& plan, MethodInstance& instance, const std::vecto
   }
 
   KernelContext context;
+  context.pool = pool_.get();
   std::vector<EValue*> args;
   uint64_t steps = 0;
   const auto* chains = plan.plan->chains();

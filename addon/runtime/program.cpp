@@ -80,6 +80,7 @@ Result<std::shared_ptr<Program>> Program::load(std::unique_ptr<DataSource> sourc
   EI_RETURN_IF_ERROR(program->verify_flatbuffer().with_context(name + ": "));
   EI_RETURN_IF_ERROR(program->check_program_tables().with_context(name + ": "));
   program->named_data_ = std::make_unique<ProgramNamedData>(*program);
+  program->pool_ = std::make_unique<ThreadPool>(options.threads);
 
   const auto* plans = program->program_->execution_plan();
   size_t plan_count = plans == nullptr ? 0 : plans->size();

@@ -17,6 +17,7 @@
 #include "runtime/kernel.h"
 #include "runtime/status.h"
 #include "runtime/tensor.h"
+#include "runtime/thread_pool.h"
 
 namespace ei_pte {
 struct Program;
@@ -172,6 +173,7 @@ class Program {
   std::vector<std::span<const uint8_t>> segments_;
   const ei_pte::Program* program_ = nullptr;
   std::unique_ptr<NamedDataMap> named_data_;
+  std::unique_ptr<ThreadPool> pool_;  // shared by every call's kernels and delegates
   std::vector<std::unique_ptr<MethodPlan>> methods_;
 };
 

@@ -21,8 +21,8 @@ class ThreadPool {
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Runs body(begin, end) over [0, count) in up to size() chunks of at least `grain` items,
-  // and returns when all chunks are done. The calling thread runs one chunk. Calls from
-  // several threads at once are serialized.
+  // and returns when all chunks are done. The calling thread runs one chunk. While the pool
+  // runs another thread's loop, the call runs body(0, count) on the calling thread alone.
   void parallel_for(size_t count, size_t grain, const std::function<void(size_t, size_t)>& body);
 
  private:
