@@ -687,7 +687,8 @@ export function readXnnpackHeader(payload: Uint8Array): XnnpackHeader {
 /**
  * Decodes a payload's XNNGraph to JSON with `flatc --json --strict-json --raw-binary
  * --defaults-json` against `schema/xnnpack.fbs`. Integers of 16 digits or more (uint64
- * offsets) are returned as strings so they keep their exact value.
+ * offsets) are returned as strings so they keep their exact value; flatc's inf and nan
+ * become Infinity and NaN.
  */
 export function decodeXnnGraph(payload: Uint8Array, repoRoot: string): Record<string, unknown> {
   const header = readXnnpackHeader(payload);
@@ -699,7 +700,10 @@ export function decodeXnnGraph(payload: Uint8Array, repoRoot: string): Record<st
     const result = spawnSync('flatc', ['--json', '--strict-json', '--raw-binary', '--defaults-json', '-o', directory, schema, '--', input], { encoding: 'utf8' });
     if (result.status !== 0) throw new Error(`flatc failed to decode the XNNGraph (exit ${result.status}): ${result.stderr}${result.stdout}`);
     const text = readFileSync(path.join(directory, 'graph.json'), 'utf8');
-    return JSON.parse(text.replace(/:\s*(\d{16,})/g, ': "$1"')) as Record<string, unknown>;
+    // flatc prints infinite floats as inf/-inf and NaN as nan, which JSON lacks.
+    const quoted = text.replace(/:\s*(\d{16,})/g, ': "$1"').replace(/:\s*(-?inf|-?nan)\b/g, ': "$1"');
+    const floats: Record<string, number> = { inf: Infinity, '-inf': -Infinity, nan: NaN, '-nan': NaN };
+    return JSON.parse(quoted, (_key, value: unknown) => (typeof value === 'string' && value in floats ? floats[value] : value)) as Record<string, unknown>;
   } finally {
     rmSync(directory, { recursive: true, force: true });
   }
