@@ -7,10 +7,12 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <chrono>
 #include <thread>
 #include <vector>
 
 #include "program_generated.h"
+#include "backends/blas.h"
 #include "runtime/backend.h"
 #include "runtime/kernel.h"
 #include "runtime/program.h"
@@ -492,11 +494,42 @@ Napi::Value Backends(const Napi::CallbackInfo& info) {
   return array;
 }
 
+// Times the XNNPACK backend's matrix product alone (a linear layer, weight [n, k]) for the
+// benchmark's roofline: returns the median seconds of `repetitions` runs. Runs on the JS
+// thread; not part of the public API.
+Napi::Value BenchmarkLinear(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5) throw make_error(env, ErrorCode::kInvalidArgument, "benchmarkLinear(m, n, k, threads, repetitions)");
+  int64_t m = info[0].As<Napi::Number>().Int64Value();
+  int64_t n = info[1].As<Napi::Number>().Int64Value();
+  int64_t k = info[2].As<Napi::Number>().Int64Value();
+  int threads = info[3].As<Napi::Number>().Int32Value();
+  int repetitions = info[4].As<Napi::Number>().Int32Value();
+  if (m <= 0 || n <= 0 || k <= 0 || m * k > (int64_t{1} << 28) || n * k > (int64_t{1} << 28) || repetitions <= 0) {
+    throw make_error(env, ErrorCode::kInvalidArgument, "benchmarkLinear: sizes out of range");
+  }
+  std::vector<float> a(static_cast<size_t>(m * k)), w(static_cast<size_t>(n * k)), c(static_cast<size_t>(m * n));
+  for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(i % 13) * 0.01f;
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i % 7) * 0.01f;
+  ei::ThreadPool pool(threads);
+  ei::xnn::use_single_threaded_blas();
+  std::vector<double> times;
+  for (int r = 0; r < repetitions + 1; ++r) {
+    auto start = std::chrono::steady_clock::now();
+    ei::xnn::linear(&pool, m, n, k, a.data(), w.data(), false, nullptr, c.data());
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (r > 0) times.push_back(seconds);  // the first run warms caches and threads
+  }
+  std::sort(times.begin(), times.end());
+  return Napi::Number::New(env, times[times.size() / 2]);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ProgramWrap::Init(env);
   exports.Set("loadProgram", Napi::Function::New(env, LoadProgram));
   exports.Set("kernels", Napi::Function::New(env, Kernels));
   exports.Set("backends", Napi::Function::New(env, Backends));
+  exports.Set("benchmarkLinear", Napi::Function::New(env, BenchmarkLinear));
   return exports;
 }
 

@@ -1,0 +1,158 @@
+/**
+ * `npm run bench`: measures the full CLIP ViT-B/32 image encoder (written from seeded
+ * weights by the project's own generator) in embed-image and, on the same weights and in the
+ * same run, in onnxruntime-node through an ONNX twin of the model. Every measurement runs in
+ * a fresh child process (scripts/bench-worker.mjs) so peak RSS belongs to it alone. Prints a
+ * Markdown report; record it in docs/benchmarks.md with the machine and the command.
+ *
+ *   npm run bench [-- --runs N] [-- --images N] [-- --small]
+ *
+ * --small uses a 2-layer model of the same width, for a quick check of the tooling.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+import { buildClipOnnx } from '../test/tooling/clip-onnx.js';
+import { buildClipProgram } from '../test/tooling/clip-program.js';
+import { clipGeometry, seededClipWeights, type ClipVisionConfig } from '../test/tooling/clip-weights.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '20' },
+    images: { type: 'string', default: '24' },
+    small: { type: 'boolean', default: false },
+  },
+});
+const runs = Number(values.runs);
+const images = Number(values.images);
+
+// CLIP ViT-B/32 (openai/clip-vit-base-patch32), as react-native-executorch's CLIP_VIT_BASE_PATCH32_IMAGE.
+const config: ClipVisionConfig = {
+  hidden_size: 768,
+  intermediate_size: 3072,
+  num_hidden_layers: values.small ? 2 : 12,
+  num_attention_heads: 12,
+  image_size: 224,
+  patch_size: 32,
+  num_channels: 3,
+  layer_norm_eps: 1e-5,
+  hidden_act: 'quick_gelu',
+  projection_dim: 512,
+};
+const seed = 1;
+
+function prepareModels(): { pte: string; onnx: string } {
+  const folder = join(root, 'build', 'bench');
+  mkdirSync(folder, { recursive: true });
+  const stem = join(folder, `clip-vit-b32-${config.num_hidden_layers}l-seed${seed}`);
+  const pte = `${stem}.pte`;
+  const onnx = `${stem}.onnx`;
+  const stamp = `${stem}.json`;
+  const description = JSON.stringify({ config, seed, generator: statSync(join(root, 'test/tooling/clip-program.ts')).mtimeMs });
+  if (existsSync(pte) && existsSync(onnx) && existsSync(stamp) && readFileSync(stamp, 'utf8') === description) return { pte, onnx };
+
+  process.stderr.write(`bench: writing ${pte} and ${onnx} from seeded weights (once)...\n`);
+  const weights = seededClipWeights(config, seed);
+  writeFileSync(pte, buildClipProgram(config, weights).bytes);
+  writeFileSync(onnx, buildClipOnnx(config, weights));
+  writeFileSync(stamp, description);
+  return { pte, onnx };
+}
+
+interface WorkerResult {
+  maxRssMiB: number;
+  [key: string]: unknown;
+}
+
+function worker(...args: (string | number)[]): WorkerResult {
+  const result = spawnSync(process.execPath, [join(root, 'scripts', 'bench-worker.mjs'), ...args.map(String)], {
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (result.status !== 0) throw new Error(`bench worker ${args.join(' ')} failed:\n${result.stderr}`);
+  return JSON.parse(result.stdout.trim().split('\n').pop()!) as WorkerResult;
+}
+
+function cosine(a: number[], b: number[]): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return dot / Math.sqrt(na * nb);
+}
+
+// The matrix products of one image, as [m, n, k] with their count.
+function matrixProducts(): { shape: [number, number, number]; count: number }[] {
+  const { patches, sequence, headDim } = clipGeometry(config);
+  const d = config.hidden_size;
+  const patchK = config.num_channels * config.patch_size * config.patch_size;
+  const layers = config.num_hidden_layers;
+  const heads = config.num_attention_heads;
+  return [
+    { shape: [patches, d, patchK], count: 1 },
+    { shape: [sequence, d, d], count: 4 * layers },
+    { shape: [sequence, config.intermediate_size, d], count: layers },
+    { shape: [sequence, d, config.intermediate_size], count: layers },
+    { shape: [sequence, sequence, headDim], count: heads * layers },
+    { shape: [sequence, headDim, sequence], count: heads * layers },
+    { shape: [1, config.projection_dim, d], count: 1 },
+  ];
+}
+
+function main(): void {
+  const { pte, onnx } = prepareModels();
+  const modelMiB = statSync(pte).size / 2 ** 20;
+  const products = matrixProducts();
+  const flops = products.reduce((sum, p) => sum + 2 * p.shape[0] * p.shape[1] * p.shape[2] * p.count, 0);
+
+  const load = worker('ei-load', pte);
+  const ei1 = worker('ei-latency', pte, 1, runs);
+  const ei2 = worker('ei-latency', pte, 2, runs);
+  const eiThroughput = worker('ei-throughput', pte, 2, 2, images);
+  const ort1 = worker('ort-latency', onnx, 1, runs);
+  const ort2 = worker('ort-latency', onnx, 2, runs);
+  const ortBatch = worker('ort-batch', onnx, 2, 8, Math.max(3, Math.round(runs / 4)));
+  const blasArgs = products.map((p) => p.shape.join(','));
+  const blas1 = worker('blas', 1, ...blasArgs);
+  const blas2 = worker('blas', 2, ...blasArgs);
+  const peak = worker('blas', 1, '400,3072,768');
+
+  const gemmMs = (result: WorkerResult) =>
+    (result.products as { seconds: number }[]).reduce((sum, item, i) => sum + item.seconds * 1000 * products[i]!.count, 0);
+  const peakGflops = (2 * 400 * 3072 * 768) / ((peak.products as { seconds: number }[])[0]!.seconds * 1e9);
+  const ms = (value: unknown) => (value as number).toFixed(1);
+  const ratio = (a: number, b: number) => (a / b).toFixed(2);
+  const ortThroughput = 1000 / (ortBatch.msPerImage as number);
+  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+
+  const lines = [
+    `### ${config.num_hidden_layers === 12 ? 'CLIP ViT-B/32' : `CLIP ViT-B/32 geometry, ${config.num_hidden_layers} layers`}, fp32, seeded weights (${new Date().toISOString().slice(0, 10)}, commit ${commit})`,
+    '',
+    `Machine: ${cpu}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB. Command: \`npm run bench\` (runs ${runs}, images ${images}). Model file ${modelMiB.toFixed(0)} MiB, ${(flops / 1e9).toFixed(2)} GFLOP per image in matrix products.`,
+    '',
+    '| measurement | embed-image | onnxruntime-node | ratio (embed-image / ORT) |',
+    '| --- | --- | --- | --- |',
+    `| latency, 1 image, 1 thread (median ms) | ${ms(ei1.medianMs)} | ${ms(ort1.medianMs)} | ${ratio(ei1.medianMs as number, ort1.medianMs as number)} |`,
+    `| latency, 1 image, 2 threads (median ms) | ${ms(ei2.medianMs)} | ${ms(ort2.medianMs)} | ${ratio(ei2.medianMs as number, ort2.medianMs as number)} (target ≤ 1.00) |`,
+    `| throughput, 2 threads (images/s) | ${(eiThroughput.imagesPerSecond as number).toFixed(2)} (2 concurrent calls) | ${ortThroughput.toFixed(2)} (batch 8) | ${ratio(eiThroughput.imagesPerSecond as number, ortThroughput)} (target ≥ 1.10) |`,
+    `| peak RSS, 2 threads (MiB) | ${ms(ei2.maxRssMiB)} (model + ${ms(ei2.maxRssMiB - modelMiB)}) | ${ms(ort2.maxRssMiB)} (model + ${ms(ort2.maxRssMiB - modelMiB)}) | target: model + 150 |`,
+    `| load time, warm page cache (ms) | ${ms(load.warmMs)} | | target < 1000 |`,
+    '',
+    `Cosine between the two runtimes' embeddings of the same image: ${cosine(ei2.embedding as number[], ort2.embedding as number[]).toFixed(9)}.`,
+    '',
+    `Roofline: the same matrix products alone in the backend's BLAS path take ${gemmMs(blas1).toFixed(1)} ms on 1 thread and ${gemmMs(blas2).toFixed(1)} ms on 2 threads per image, so matrix products are ${((100 * gemmMs(blas2)) / (ei2.medianMs as number)).toFixed(0)} % of embed-image's 2-thread latency. Large-GEMM rate of one core (400×3072×768): ${peakGflops.toFixed(0)} GFLOP/s; embed-image reaches ${(flops / ((ei2.medianMs as number) * 1e6)).toFixed(0)} GFLOP/s on 2 threads, ${((100 * flops) / ((ei2.medianMs as number) * 1e6 * 2 * peakGflops)).toFixed(0)} % of two cores at that rate.`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+main();
