@@ -371,6 +371,12 @@ Status Graph::infer_shapes(CallState& state) const {
         const Dims& v = in(2);
         if (q.size() < 2 || k.size() != q.size() || v.size() != q.size()) return fail("query, key and value need the same rank");
         if (q.back() != k.back() || k[k.size() - 2] != v[v.size() - 2]) return fail("query, key and value shapes do not match");
+        // The kernel walks key and value heads in step with the query's, so the leading
+        // (batch and head) dims must be equal.
+        if (!std::equal(q.begin(), q.end() - 2, k.begin()) || !std::equal(q.begin(), q.end() - 2, v.begin())) {
+          return fail("key " + dims_string(k) + " and value " + dims_string(v) +
+                      " must have the query's batch and head dims " + dims_string(q));
+        }
         if (numel(in(3)) != q.back()) return fail("scale must have one value per query channel");
         const Dims& mask = in(4);
         if (mask.size() != 2 || mask[0] != q[q.size() - 2] || mask[1] != k[k.size() - 2]) return fail("mask must be [T, U]");
