@@ -841,7 +841,10 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
                     accumulator += value;
                   } else if (value > accumulator) {
                     accumulator = value;
-                    best = static_cast<uint32_t>(ky * node.kernel_w + kx);
+                    // XNNPACK numbers window cells column by column (its argmax pooling tester).
+                    // NOTE: ties keep the first cell in row order here but in column order in
+                    // XNNPACK; the two differ only for windows with several rows and columns.
+                    best = static_cast<uint32_t>(kx * node.kernel_h + ky);
                   }
                 }
               }
