@@ -4,8 +4,8 @@
 // in test/tooling/clip-reference.ts.
 //
 // The full ViT-B/32 (224x224, 12 layers, width 768) from seeded weights runs only with
-// EMBED_IMAGE_FULL_CLIP=1: generating it takes seconds, the float64 reference about ten
-// seconds per image, and the program holds 350 MB of weights.
+// EMBED_IMAGE_FULL_CLIP=1, because the program holds 350 MB of weights and the float64
+// reference takes about 20 s per image (measured on a shared 2-core Linux machine).
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -16,18 +16,19 @@ import { Program, supportedBackends, type Tensor } from '../src/program.js';
 import { repoRoot } from './helpers.js';
 import { decodeProgram, hasFlatc, type JsonObject } from './tooling/flatc-json.js';
 import { planMemoryGreedy } from './tooling/clip-memory-plan.js';
-import { buildClipProgram } from './tooling/clip-program.js';
-import { clipReferenceEmbedding, erf } from './tooling/clip-reference.js';
-import { SeededRandom, clipParameterShapes, loadClipWeights, parseClipConfig, seededClipWeights, type ClipVisionConfig } from './tooling/clip-weights.js';
+import { attentionGraph, buildClipProgram, embeddingsGraph, mlpGraph } from './tooling/clip-program.js';
+import { clipReferenceEmbedding, erf, referenceAttention, referenceEmbeddings, referenceMlp } from './tooling/clip-reference.js';
+import { SeededRandom, clipGeometry, clipParameterShapes, loadClipWeights, parseClipConfig, seededClipWeights, type ClipVisionConfig } from './tooling/clip-weights.js';
 import { float16ToNumber, serializeSafetensors } from './tooling/safetensors.js';
-import { decodeXnnGraph, sha256Hex } from './tooling/xnnpack-writer.js';
+import { ProgramBuilder } from './tooling/pte-writer.js';
+import { addXnnpackDelegate, decodeXnnGraph, sha256Hex, type XnnGraphBuilder } from './tooling/xnnpack-writer.js';
 
 const fixtureDir = path.join(repoRoot, 'fixtures', 'models');
 const tinyConfig = parseClipConfig(JSON.parse(readFileSync(path.join(fixtureDir, 'clip-tiny.config.json'), 'utf8')));
 const tinyPath = path.join(fixtureDir, 'clip-tiny.pte');
 const tinySeed = 1;
 
-/** ViT-B/32 as in openai/clip-vit-base-patch32's config.json. */
+/** ViT-B/32: 224x224 input, patch 32, 12 layers of width 768 with 12 heads, MLP 3072, projection 512. */
 const vitB32: ClipVisionConfig = {
   hidden_size: 768,
   intermediate_size: 3072,
@@ -55,9 +56,14 @@ function testImages(size: number): { name: string; pixels: Float32Array }[] {
     for (let c = 0; c < 3; c++) for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) pixels[c * plane + y * size + x] = Math.round(fill(c, y, x)) / 255;
     return pixels;
   };
+  const ramp = (channel: number, y: number, x: number): number => {
+    if (channel === 0) return (255 * x) / (size - 1);
+    if (channel === 1) return (255 * y) / (size - 1);
+    return (255 * (x + y)) / (2 * size - 2);
+  };
   const random = new SeededRandom(7);
   return [
-    { name: 'ramps', pixels: image((c, y, x) => (c === 0 ? (255 * x) / (size - 1) : c === 1 ? (255 * y) / (size - 1) : (255 * (x + y)) / (2 * size - 2))) },
+    { name: 'ramps', pixels: image(ramp) },
     { name: 'checkerboard', pixels: image((c, y, x) => ((Math.floor(x / 8) + Math.floor(y / 8)) % 2 === 0 ? 230 - 40 * c : 20 + 30 * c)) },
     { name: 'noise', pixels: image(() => Math.floor(random.uniform() * 256) % 256) },
   ];
@@ -381,7 +387,7 @@ function vitB32Small(): ClipVisionConfig {
 
 describe('float64 reference', () => {
   it('computes erf', () => {
-    // erf(0.5) and erf(2) from Abramowitz and Stegun, Table 7.1.
+    // Expected values from Python 3.11's math.erf.
     expect(Math.abs(erf(0.5) - 0.5204998778130465) + Math.abs(erf(2) - 0.9953222650189527)).toBeLessThan(1e-13);
   });
 
@@ -416,6 +422,75 @@ async function compareWithReference(bytes: Uint8Array, config: ClipVisionConfig,
     program.dispose();
   }
 }
+
+/** Runs one delegate graph as a program whose inputs and outputs are the graph's externals. */
+async function runDelegate(graph: XnnGraphBuilder, inputs: Float32Array[]): Promise<Float32Array> {
+  const program = new ProgramBuilder();
+  const method = program.method('forward');
+  const externals = (kind: 'input' | 'output'): number[] =>
+    graph.values.filter((value) => value.kind === kind).map((value) => method.tensor({ dtype: 'float32', sizes: value.dims }));
+  const inputValues = externals('input');
+  const outputValues = externals('output');
+  const { delegateIndex } = addXnnpackDelegate(program, method, graph);
+  method.delegateCall(delegateIndex, [...inputValues, ...outputValues]);
+  method.setInputs(inputValues).setOutputs(outputValues);
+  const loaded = await Program.load(program.build());
+  try {
+    const shapes = graph.values.filter((value) => value.kind === 'input').map((value) => value.dims);
+    const [output] = await loaded.execute(
+      'forward',
+      inputs.map((data, index): Tensor => ({ dtype: 'float32', shape: shapes[index]!, data })),
+    );
+    return (output as Tensor).data as Float32Array;
+  } finally {
+    loaded.dispose();
+  }
+}
+
+/** Seeded values around 0 with unit spread, like layer norm outputs. */
+function randomActivations(count: number, seed: number): Float32Array {
+  const random = new SeededRandom(seed);
+  return Float32Array.from({ length: count }, () => random.normal());
+}
+
+// One delegate at a time, so that a mismatch of the whole program can be traced to a block.
+describe.runIf(supportedBackends().includes('XnnpackBackend'))('clip-tiny delegates against the float64 reference', () => {
+  const weights = seededClipWeights(tinyConfig, tinySeed);
+  const { sequence } = clipGeometry(tinyConfig);
+  const width = tinyConfig.hidden_size;
+
+  it('matches the embeddings block', async () => {
+    const pixels = testImages(tinyConfig.image_size)[0]!.pixels;
+    const classToken = weights.get('vision_model.embeddings.class_embedding')!;
+    const positions = weights.get('vision_model.embeddings.position_embedding.weight')!;
+    const actual = await runDelegate(embeddingsGraph(tinyConfig, weights), [pixels, classToken, positions]);
+    expect(maxAbsDiff(actual, referenceEmbeddings(tinyConfig, weights, pixels))).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('matches the attention block', async () => {
+    const normed = randomActivations(sequence * width, 11);
+    const residual = randomActivations(sequence * width, 12);
+    const actual = await runDelegate(attentionGraph(tinyConfig, weights, 1), [normed, residual]);
+    const expected = referenceAttention(tinyConfig, weights, 1, normed).map((value, index) => value + residual[index]!);
+    expect(maxAbsDiff(actual, expected)).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('matches the MLP block', async () => {
+    const normed = randomActivations(sequence * width, 13);
+    const residual = randomActivations(sequence * width, 14);
+    const actual = await runDelegate(mlpGraph(tinyConfig, weights, 1), [normed, residual]);
+    const expected = referenceMlp(tinyConfig, weights, 1, normed).map((value, index) => value + residual[index]!);
+    expect(maxAbsDiff(actual, expected)).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('matches the gelu MLP block', async () => {
+    const geluConfig: ClipVisionConfig = { ...tinyConfig, hidden_act: 'gelu' };
+    const normed = randomActivations(sequence * width, 15);
+    const residual = new Float32Array(sequence * width);
+    const actual = await runDelegate(mlpGraph(geluConfig, weights, 0), [normed, residual]);
+    expect(maxAbsDiff(actual, referenceMlp(geluConfig, weights, 0, normed))).toBeLessThanOrEqual(1e-5);
+  });
+});
 
 describe('CLIP outputs against the float64 reference', () => {
   it.runIf(runnable)('matches for clip-tiny', async () => {

@@ -35,7 +35,7 @@ function nodes(graph: Json): Json[] {
   return graph.xnodes as Json[];
 }
 
-/** A small graph: y = FC(x, w, b), z = y * c, with w in named data and c in the payload. */
+/** Builds y = FC(x, w, b), z = y * c, with w in named data and b, c in the payload. */
 function smallGraph(): { graph: XnnGraphBuilder; weight: Float32Array; scale: Float32Array } {
   const graph = new XnnGraphBuilder();
   const weight = Float32Array.from([1, 2, 3, 4, 5, 6]);

@@ -4,10 +4,10 @@
  * `greedy` and `pick_shared_obj`):
  * - every planned tensor has a lifetime [first, last] of instruction indices, both ends
  *   inclusive, so a kernel's outputs never share memory with its inputs;
- * - tensors are taken largest first (sizes rounded up to the alignment); each goes into the
- *   first shared object that no overlapping tensor uses, at offset 0, else into the first
- *   shared object with room above the overlapping tensors, else into a new shared object
- *   of its own size;
+ * - tensors are taken largest first, with sizes rounded up to the alignment. Each goes into
+ *   the first shared object that no overlapping tensor uses (at offset 0), else into the
+ *   first shared object with room above the overlapping tensors, else into a new shared
+ *   object of its own size;
  * - shared objects are laid out one after another in arena 1.
  */
 

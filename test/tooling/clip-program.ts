@@ -1,9 +1,9 @@
 /**
  * Writes the CLIP vision encoder as an ExecuTorch program (.pte) shaped like the one
  * react-native-executorch ships as `CLIP_VIT_BASE_PATCH32_IMAGE`
- * (`clip_vit_base_patch32_image_xnnpack_fp32.pte`): method `forward`, one float32 input
- * [1, C, H, W] of RGB pixels divided by 255, one float32 output [1, projection_dim] of unit
- * length. The CLIP mean/std normalization and the final L2 normalization are inside the
+ * (`clip_vit_base_patch32_image_xnnpack_fp32.pte`). It has one method, `forward`, with one
+ * float32 input [1, C, H, W] of RGB pixels divided by 255 and one float32 output
+ * [1, projection_dim] of unit length. The CLIP mean/std normalization and the final L2 normalization are inside the
  * program.
  *
  * Lowering. The graph is the one `torch.export` gives for transformers'
@@ -276,8 +276,8 @@ function layerNorm(method: LoweredMethod, input: number, weightData: Float32Arra
   return out;
 }
 
-/** The "embeddings" delegate: normalization, patch convolution, class token and position embeddings. */
-function embeddingsGraph(config: ClipVisionConfig, weights: ClipWeights): XnnGraphBuilder {
+/** Builds the "embeddings" delegate: normalization, patch convolution, class token and position embeddings. */
+export function embeddingsGraph(config: ClipVisionConfig, weights: ClipWeights): XnnGraphBuilder {
   const { grid, patches, sequence } = clipGeometry(config);
   const d = config.hidden_size;
   const c = config.num_channels;
@@ -317,8 +317,8 @@ function channelConstant(values: number[], channels: number, label: string): Flo
   return Float32Array.from(values);
 }
 
-/** The "attention" delegate of one layer: q/k/v projections, scaled dot-product attention, out_proj and the residual add. */
-function attentionGraph(config: ClipVisionConfig, weights: ClipWeights, layer: number): XnnGraphBuilder {
+/** Builds one layer's "attention" delegate: q/k/v projections, scaled dot-product attention, out_proj and the residual add. */
+export function attentionGraph(config: ClipVisionConfig, weights: ClipWeights, layer: number): XnnGraphBuilder {
   const { sequence: s, headDim } = clipGeometry(config);
   const d = config.hidden_size;
   const h = config.num_attention_heads;
@@ -367,8 +367,8 @@ function attentionGraph(config: ClipVisionConfig, weights: ClipWeights, layer: n
   return graph;
 }
 
-/** The "mlp" delegate of one layer: fc1, the activation, fc2 and the residual add. */
-function mlpGraph(config: ClipVisionConfig, weights: ClipWeights, layer: number): XnnGraphBuilder {
+/** Builds one layer's "mlp" delegate: fc1, the activation, fc2 and the residual add. */
+export function mlpGraph(config: ClipVisionConfig, weights: ClipWeights, layer: number): XnnGraphBuilder {
   const { sequence: s } = clipGeometry(config);
   const d = config.hidden_size;
   const inner = config.intermediate_size;
@@ -399,7 +399,7 @@ function mlpGraph(config: ClipVisionConfig, weights: ClipWeights, layer: number)
   return graph;
 }
 
-/** Lowers the whole model into `method` (see the file header for the op list). */
+/** Lowers the whole model into a method (see the file header for the op list). */
 function lowerClip(config: ClipVisionConfig, weights: ClipWeights): LoweredMethod {
   const { sequence } = clipGeometry(config);
   const d = config.hidden_size;

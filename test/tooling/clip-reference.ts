@@ -112,10 +112,11 @@ function attention(input: Float64Array, config: ClipVisionConfig, weights: ClipW
 }
 
 /**
- * Returns the unit-length image embedding [projection_dim] for one image given as
- * [C, H, W] row-major values in [0, 1] (RGB pixels divided by 255).
+ * Returns CLIPVisionEmbeddings' output [S, D] (class token then patches in row-major grid
+ * order, plus position embeddings) for one image of [C, H, W] values in [0, 1], after
+ * CLIP's (x - mean) / std preprocessing.
  */
-export function clipReferenceEmbedding(config: ClipVisionConfig, weights: ClipWeights, pixels: ArrayLike<number>): Float64Array {
+export function referenceEmbeddings(config: ClipVisionConfig, weights: ClipWeights, pixels: ArrayLike<number>): Float64Array {
   const { grid, sequence: s } = clipGeometry(config);
   const d = config.hidden_size;
   const c = config.num_channels;
@@ -123,7 +124,6 @@ export function clipReferenceEmbedding(config: ClipVisionConfig, weights: ClipWe
   const p = config.patch_size;
   if (pixels.length !== c * size * size) throw new Error(`reference: expected ${c * size * size} pixel values, got ${pixels.length}`);
 
-  // Preprocessing: (x - mean) / std per channel.
   const image = new Float64Array(pixels.length);
   for (let channel = 0; channel < c; channel++) {
     for (let i = 0; i < size * size; i++) {
@@ -132,11 +132,10 @@ export function clipReferenceEmbedding(config: ClipVisionConfig, weights: ClipWe
     }
   }
 
-  // CLIPVisionEmbeddings: class token, then patches in row-major grid order, plus positions.
   const patchWeight = param(weights, 'vision_model.embeddings.patch_embedding.weight');
   const classEmbedding = param(weights, 'vision_model.embeddings.class_embedding');
   const positions = param(weights, 'vision_model.embeddings.position_embedding.weight');
-  let hidden = new Float64Array(s * d);
+  const hidden = new Float64Array(s * d);
   for (let e = 0; e < d; e++) hidden[e] = classEmbedding[e]!;
   for (let gy = 0; gy < grid; gy++) {
     for (let gx = 0; gx < grid; gx++) {
@@ -155,21 +154,43 @@ export function clipReferenceEmbedding(config: ClipVisionConfig, weights: ClipWe
     }
   }
   for (let i = 0; i < s * d; i++) hidden[i] = hidden[i]! + positions[i]!;
+  return hidden;
+}
 
+/** Returns one layer's CLIPAttention output [S, D] (through out_proj, before the residual add). */
+export function referenceAttention(config: ClipVisionConfig, weights: ClipWeights, layer: number, normed: ArrayLike<number>): Float64Array {
+  return attention(Float64Array.from(normed), config, weights, `${LAYER_PREFIX}${layer}.self_attn.`);
+}
+
+/** Returns one layer's CLIPMLP output [S, D] (fc1, activation, fc2; before the residual add). */
+export function referenceMlp(config: ClipVisionConfig, weights: ClipWeights, layer: number, normed: ArrayLike<number>): Float64Array {
+  const { sequence: s } = clipGeometry(config);
+  const d = config.hidden_size;
+  const prefix = `${LAYER_PREFIX}${layer}.mlp.`;
+  const inner = linear(Float64Array.from(normed), s, d, param(weights, `${prefix}fc1.weight`), param(weights, `${prefix}fc1.bias`), config.intermediate_size);
+  for (let i = 0; i < inner.length; i++) inner[i] = activation(config.hidden_act, inner[i]!);
+  return linear(inner, s, config.intermediate_size, param(weights, `${prefix}fc2.weight`), param(weights, `${prefix}fc2.bias`), d);
+}
+
+/**
+ * Returns the unit-length image embedding [projection_dim] for one image given as
+ * [C, H, W] row-major values in [0, 1] (RGB pixels divided by 255).
+ */
+export function clipReferenceEmbedding(config: ClipVisionConfig, weights: ClipWeights, pixels: ArrayLike<number>): Float64Array {
+  const { sequence: s } = clipGeometry(config);
+  const d = config.hidden_size;
   const eps = config.layer_norm_eps;
-  hidden = layerNorm(hidden, s, d, param(weights, 'vision_model.pre_layrnorm.weight'), param(weights, 'vision_model.pre_layrnorm.bias'), eps);
+  let hidden = layerNorm(referenceEmbeddings(config, weights, pixels), s, d, param(weights, 'vision_model.pre_layrnorm.weight'), param(weights, 'vision_model.pre_layrnorm.bias'), eps);
 
   // CLIPEncoderLayer: pre-norm attention and MLP blocks, each with a residual connection.
   for (let layer = 0; layer < config.num_hidden_layers; layer++) {
     const prefix = `${LAYER_PREFIX}${layer}.`;
     const normed1 = layerNorm(hidden, s, d, param(weights, `${prefix}layer_norm1.weight`), param(weights, `${prefix}layer_norm1.bias`), eps);
-    const attended = attention(normed1, config, weights, `${prefix}self_attn.`);
+    const attended = referenceAttention(config, weights, layer, normed1);
     for (let i = 0; i < s * d; i++) hidden[i] = hidden[i]! + attended[i]!;
 
     const normed2 = layerNorm(hidden, s, d, param(weights, `${prefix}layer_norm2.weight`), param(weights, `${prefix}layer_norm2.bias`), eps);
-    const inner = linear(normed2, s, d, param(weights, `${prefix}mlp.fc1.weight`), param(weights, `${prefix}mlp.fc1.bias`), config.intermediate_size);
-    for (let i = 0; i < inner.length; i++) inner[i] = activation(config.hidden_act, inner[i]!);
-    const mlp = linear(inner, s, config.intermediate_size, param(weights, `${prefix}mlp.fc2.weight`), param(weights, `${prefix}mlp.fc2.bias`), d);
+    const mlp = referenceMlp(config, weights, layer, normed2);
     for (let i = 0; i < s * d; i++) hidden[i] = hidden[i]! + mlp[i]!;
   }
 

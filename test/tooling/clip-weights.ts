@@ -23,7 +23,7 @@ export interface ClipVisionConfig {
   projection_dim: number;
 }
 
-/** CLIP's image normalization (OpenAI CLIP, `clip/clip.py` `_transform`; the same numbers in `CLIPImageProcessor`). */
+/** CLIP's per-channel (RGB) image normalization, applied to pixels divided by 255. */
 export const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073];
 export const CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
 
@@ -34,7 +34,8 @@ const integerFields = ['hidden_size', 'intermediate_size', 'num_hidden_layers', 
 
 /**
  * Validates a parsed config JSON and returns the fields used here (others are ignored).
- * `layer_norm_eps` defaults to 1e-5 and `hidden_act` to "quick_gelu", as in `CLIPVisionConfig`.
+ * NOTE: absent `layer_norm_eps` and `hidden_act` default to 1e-5 and "quick_gelu", taken to
+ * be CLIPVisionConfig's defaults without checking a transformers release.
  */
 export function parseClipConfig(json: unknown, label = 'config'): ClipVisionConfig {
   if (typeof json !== 'object' || json === null) throw new Error(`${label}: expected a JSON object`);
@@ -75,7 +76,7 @@ export type ClipWeights = Map<string, Float32Array>;
 
 export const LAYER_PREFIX = 'vision_model.encoder.layers.';
 
-/** Every parameter of CLIPVisionModelWithProjection with its shape, in a fixed order. */
+/** Returns every parameter of CLIPVisionModelWithProjection with its shape, in a fixed order. */
 export function clipParameterShapes(config: ClipVisionConfig): Map<string, number[]> {
   const d = config.hidden_size;
   const { sequence } = clipGeometry(config);
@@ -107,8 +108,8 @@ export function clipParameterShapes(config: ClipVisionConfig): Map<string, numbe
 }
 
 /**
- * Names a checkpoint may hold besides the vision parameters: the `position_ids` buffer that
- * older transformers versions saved, and the text tower of a full `CLIPModel` checkpoint.
+ * Tells whether a checkpoint name is one to skip: the `position_ids` buffer that some
+ * checkpoints store, and the text tower of a full `CLIPModel` checkpoint.
  */
 function isIgnorableName(name: string): boolean {
   return (
@@ -165,7 +166,7 @@ export class SeededRandom {
     if (this.#state.every((word) => word === 0)) this.#state[0] = 1;
   }
 
-  /** The next 32 random bits as an unsigned integer. */
+  /** Returns the next 32 random bits as an unsigned integer. */
   nextUint32(): number {
     const s = this.#state;
     const result = Math.imul(rotl(Math.imul(s[1]!, 5), 7), 9) >>> 0;

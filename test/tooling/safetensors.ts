@@ -58,9 +58,9 @@ function convert(dtype: string, bytes: Uint8Array, count: number): Float32Array 
 }
 
 /**
- * Parses safetensors bytes; throws with the tensor name on any inconsistent entry. Only
+ * Parses safetensors bytes and throws with the tensor name on any inconsistent entry. Only
  * tensors that `select` accepts (default: all) are converted, and they must be floating
- * point; the others are checked for consistent offsets and left out of the result.
+ * point. The others are checked for consistent offsets and left out of the result.
  */
 export function parseSafetensors(bytes: Uint8Array, label = 'safetensors data', select: (name: string) => boolean = () => true): Map<string, SafetensorsTensor> {
   if (bytes.length < 8) throw new Error(`${label}: file is ${bytes.length} bytes, shorter than the 8-byte header length`);
