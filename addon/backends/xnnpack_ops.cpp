@@ -290,6 +290,8 @@ Status Graph::infer_shapes(CallState& state) const {
         const Dims& input = in(0);
         if (input.size() != 4) return fail("needs a 4-D NHWC input");
         if (node.new_h == 0 || node.new_w == 0) return fail("output size must be positive");
+        // Every output pixel reads input pixels, so an empty input has nothing to sample.
+        if (input[1] == 0 || input[2] == 0) return fail("input " + dims_string(input) + " has no pixels to resize");
         out = {input[0], node.new_h, node.new_w, input[3]};
         break;
       }
@@ -917,7 +919,8 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
       const Dims& v_dims = in_dims(2);
       int64_t t = q_dims[q_dims.size() - 2], c = q_dims.back();
       int64_t u = k_dims[k_dims.size() - 2], d = v_dims.back();
-      int64_t heads = numel(q_dims) / (t * c);
+      // The leading dims, not numel / (t * c), which divides by zero for an empty query.
+      int64_t heads = numel(Dims(q_dims.begin(), q_dims.end() - 2));
       state.scratch.resize(static_cast<size_t>(t * (u + c)));
       float* logits = state.scratch.data();
       float* scaled = logits + t * u;

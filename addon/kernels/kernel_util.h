@@ -339,18 +339,20 @@ void copy_between_layouts(const Tensor& input, Tensor& out);
 // Typed views of tensor data
 
 // A tensor's elements as T: the tensor's own memory when it already holds T and does not
-// partly overlap `out`, else a converted copy.
+// overlap `out`, else a converted copy. With allow_exact_alias, memory that is exactly
+// out's (same start, count and dtype) is read in place, which suits kernels that read each
+// element before writing the same element.
 template <typename T>
 class InputView {
  public:
-  InputView(const Tensor& tensor, const Tensor* out = nullptr) {
+  InputView(const Tensor& tensor, const Tensor* out = nullptr, bool allow_exact_alias = true) {
     const size_t count = static_cast<size_t>(tensor.numel());
     const bool same_type = tensor.dtype == scalar_type_of<T>();
     // Reading in place is safe when out is exactly this tensor's memory (each element is
     // read before the same element is written) or when the ranges do not overlap.
     bool must_copy = !same_type;
     if (same_type && out != nullptr && tensors_overlap(tensor, *out)) {
-      must_copy = !(tensor.data == out->data && tensor.numel() == out->numel() &&
+      must_copy = !(allow_exact_alias && tensor.data == out->data && tensor.numel() == out->numel() &&
                     tensor.dtype == out->dtype);
     }
     if (!must_copy) {

@@ -163,3 +163,70 @@ EI_DECLARE_KERNEL(arange_out);
 EI_DECLARE_KERNEL(arange_start_out);
 
 }  // namespace ei::kernels
+
+namespace ei::kernels {
+
+// op_norm.cpp
+EI_DECLARE_KERNEL(native_layer_norm_out);
+EI_DECLARE_KERNEL(native_batch_norm_no_training_out);
+EI_DECLARE_KERNEL(native_group_norm_out);
+
+// op_softmax.cpp
+EI_DECLARE_KERNEL(softmax_out);
+EI_DECLARE_KERNEL(log_softmax_out);
+
+}  // namespace ei::kernels
+
+namespace ei::kernels {
+
+// op_matmul.cpp
+EI_DECLARE_KERNEL(mm_out);
+EI_DECLARE_KERNEL(bmm_out);
+EI_DECLARE_KERNEL(addmm_out);
+
+// op_convolution.cpp
+EI_DECLARE_KERNEL(convolution_out);
+
+}  // namespace ei::kernels
+
+namespace ei::kernels {
+
+// op_reduce.cpp
+EI_DECLARE_KERNEL(mean_out);
+EI_DECLARE_KERNEL(mean_dtype_out);
+EI_DECLARE_KERNEL(sum_int_list_out);
+EI_DECLARE_KERNEL(amax_out);
+EI_DECLARE_KERNEL(amin_out);
+EI_DECLARE_KERNEL(argmax_out);
+EI_DECLARE_KERNEL(argmin_out);
+EI_DECLARE_KERNEL(max_dim_max);
+EI_DECLARE_KERNEL(min_dim_min);
+EI_DECLARE_KERNEL(var_correction_out);
+EI_DECLARE_KERNEL(var_out);
+EI_DECLARE_KERNEL(linalg_vector_norm_out);
+EI_DECLARE_KERNEL(cumsum_out);
+
+}  // namespace ei::kernels
+
+namespace ei::kernels {
+
+// op_index.cpp
+EI_DECLARE_KERNEL(embedding_out);
+EI_DECLARE_KERNEL(index_tensor_out);
+EI_DECLARE_KERNEL(index_select_out);
+EI_DECLARE_KERNEL(gather_out);
+
+}  // namespace ei::kernels
+
+namespace ei::kernels {
+
+// op_pool.cpp
+EI_DECLARE_KERNEL(max_pool2d_with_indices_out);
+EI_DECLARE_KERNEL(avg_pool2d_out);
+EI_DECLARE_KERNEL(adaptive_avg_pool2d_out);
+
+// op_upsample.cpp
+EI_DECLARE_KERNEL(upsample_bilinear2d_vec_out);
+EI_DECLARE_KERNEL(upsample_nearest2d_vec_out);
+
+}  // namespace ei::kernels

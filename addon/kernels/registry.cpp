@@ -142,6 +142,45 @@ constexpr KernelInfo kKernels[] = {
     {"aten::fill", "Scalar_out", fill_scalar_out},
     {"aten::arange", "out", arange_out},
     {"aten::arange", "start_out", arange_start_out},
+    // op_norm.cpp
+    {"aten::native_layer_norm", "out", native_layer_norm_out},
+    {"aten::_native_batch_norm_legit_no_training", "out", native_batch_norm_no_training_out},
+    {"aten::native_group_norm", "out", native_group_norm_out},
+    // op_softmax.cpp
+    {"aten::_softmax", "out", softmax_out},
+    {"aten::_log_softmax", "out", log_softmax_out},
+    // op_matmul.cpp
+    {"aten::mm", "out", mm_out},
+    {"aten::bmm", "out", bmm_out},
+    {"aten::addmm", "out", addmm_out},
+    // op_convolution.cpp
+    {"aten::convolution", "out", convolution_out},
+    // op_reduce.cpp
+    {"aten::mean", "out", mean_out},
+    {"aten::mean", "dtype_out", mean_dtype_out},
+    {"aten::sum", "IntList_out", sum_int_list_out},
+    {"aten::amax", "out", amax_out},
+    {"aten::amin", "out", amin_out},
+    {"aten::argmax", "out", argmax_out},
+    {"aten::argmin", "out", argmin_out},
+    {"aten::max", "dim_max", max_dim_max},
+    {"aten::min", "dim_min", min_dim_min},
+    {"aten::var", "correction_out", var_correction_out},
+    {"aten::var", "out", var_out},
+    {"aten::linalg_vector_norm", "out", linalg_vector_norm_out},
+    {"aten::cumsum", "out", cumsum_out},
+    // op_index.cpp
+    {"aten::embedding", "out", embedding_out},
+    {"aten::index", "Tensor_out", index_tensor_out},
+    {"aten::index_select", "out", index_select_out},
+    {"aten::gather", "out", gather_out},
+    // op_pool.cpp
+    {"aten::max_pool2d_with_indices", "out", max_pool2d_with_indices_out},
+    {"aten::avg_pool2d", "out", avg_pool2d_out},
+    {"aten::_adaptive_avg_pool2d", "out", adaptive_avg_pool2d_out},
+    // op_upsample.cpp
+    {"aten::upsample_bilinear2d", "vec_out", upsample_bilinear2d_vec_out},
+    {"aten::upsample_nearest2d", "vec_out", upsample_nearest2d_vec_out},
 };
 
 }  // namespace
