@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "backends/blas.h"
+#include "backends/vector_math.h"
 #include "backends/xnnpack_graph.h"
 
 namespace ei::xnn {
@@ -713,7 +714,7 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
           for (int64_t j = 0; j < inner; ++j) max_value = std::max(max_value, x[j]);
           float sum = 0;
           for (int64_t j = 0; j < inner; ++j) {
-            y[j] = std::exp(x[j] - max_value);
+            y[j] = exp_fast(x[j] - max_value);
             sum += y[j];
           }
           float scale = 1.0f / sum;
@@ -722,7 +723,7 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
       });
       break;
     }
-    case NodeKind::kSigmoid: unary_map(in(0), out, count, [](float x) { return 1.0f / (1.0f + std::exp(-x)); }, pool); break;
+    case NodeKind::kSigmoid: unary_map(in(0), out, count, [](float x) { return sigmoid_fast(x); }, pool); break;
     case NodeKind::kTanh: unary_map(in(0), out, count, [](float x) { return std::tanh(x); }, pool); break;
     case NodeKind::kGelu:
       unary_map(in(0), out, count, [](float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); }, pool);
@@ -750,7 +751,7 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
     case NodeKind::kReciprocalSquareRoot:
       unary_map(in(0), out, count, [](float x) { return 1.0f / std::sqrt(x); }, pool);
       break;
-    case NodeKind::kExp: unary_map(in(0), out, count, [](float x) { return std::exp(x); }, pool); break;
+    case NodeKind::kExp: unary_map(in(0), out, count, [](float x) { return exp_fast(x); }, pool); break;
     case NodeKind::kLog: unary_map(in(0), out, count, [](float x) { return std::log(x); }, pool); break;
     case NodeKind::kSin: unary_map(in(0), out, count, [](float x) { return std::sin(x); }, pool); break;
     case NodeKind::kCos: unary_map(in(0), out, count, [](float x) { return std::cos(x); }, pool); break;
@@ -939,7 +940,7 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
           }
           float sum = 0;
           for (int64_t j = 0; j < u; ++j) {
-            row[j] = std::exp(row[j] - max_value);
+            row[j] = exp_fast(row[j] - max_value);
             sum += row[j];
           }
           for (int64_t j = 0; j < u; ++j) row[j] /= sum;
