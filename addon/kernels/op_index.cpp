@@ -167,8 +167,8 @@ EI_DECLARE_KERNEL(gather_out) {
   return Status::Ok();
 }
 
-// Advanced indexing: the index tensors (bool masks become their nonzero coordinates)
-// broadcast together; the indexed dims are replaced by the broadcast shape, at the first
+// Advanced indexing: the index tensors broadcast together, and bool masks count as their
+// nonzero coordinates. The broadcast shape replaces the indexed dims. It sits at the first
 // indexed dim when the indexed dims are adjacent, else at the front.
 EI_DECLARE_KERNEL(index_tensor_out) {
   Args args("aten::index.Tensor_out", values);

@@ -13,10 +13,6 @@ namespace {
 
 constexpr int64_t kParameterLimit = int64_t{1} << 31;
 
-struct Window {
-  int64_t kernel[2], stride[2], padding[2], dilation[2];
-};
-
 // Reads an int[2] argument that may hold one value for both dims; `fallback` fills an
 // empty list (the stride defaults to the kernel size).
 Result<std::array<int64_t, 2>> pair_arg(const Args& args, size_t index, std::string_view name, int64_t min_value,
