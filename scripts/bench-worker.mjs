@@ -8,6 +8,7 @@
 //   node scripts/bench-worker.mjs ort-latency MODEL.onnx THREADS RUNS
 //   node scripts/bench-worker.mjs ort-batch MODEL.onnx THREADS BATCH RUNS
 //   node scripts/bench-worker.mjs blas THREADS M,N,K [M,N,K ...]
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 
 const [mode, ...args] = process.argv.slice(2);
@@ -29,9 +30,16 @@ function median(values) {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
+// Peak resident memory of this process. getrusage's maxRSS is no good here: Linux carries it
+// over from the parent at exec, and the parent held the generated weights.
+function peakRssMiB() {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  const match = /VmHWM:\s+(\d+) kB/.exec(status);
+  return match ? Number(match[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
+}
+
 function report(result) {
-  const usage = process.resourceUsage();
-  process.stdout.write(`${JSON.stringify({ ...result, maxRssMiB: usage.maxRSS / 1024 })}\n`);
+  process.stdout.write(`${JSON.stringify({ ...result, maxRssMiB: peakRssMiB() })}\n`);
 }
 
 async function loadProgram(path, threads) {
