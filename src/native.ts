@@ -80,8 +80,8 @@ export interface NativeAddon {
   kernels(): string[];
   /** Ids of the backends the runtime implements. */
   backends(): string[];
-  /** Benchmark helper: median seconds of the backend's matrix product [m, k] x [n, k]^T on `threads`. */
-  benchmarkLinear(m: number, n: number, k: number, threads: number, repetitions: number): number;
+  /** Benchmark helper: median seconds of the backend's matrix product [m, k] x [n, k]^T on `threads`, through the BLAS or packed weights. */
+  benchmarkLinear(m: number, n: number, k: number, threads: number, repetitions: number, packed?: boolean): number;
 }
 
 let cached: NativeAddon | undefined;

@@ -550,7 +550,35 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
   }
 
   use_single_threaded_blas();
+  self.pack_constant_weights(context);
   return result;
+}
+
+void Graph::pack_constant_weights(const BackendInitContext& context) {
+  if (packed_panel_width() == 0) return;
+  for (Node& node : nodes_) {
+    bool linear = node.kind == NodeKind::kFullyConnected;
+    bool convolution = node.kind == NodeKind::kConv2d && node.groups == 1;
+    if (!linear && !convolution) continue;
+    const Value& filter = values_[node.inputs[1]];
+    const Value* bias = node.inputs[2] == kInvalidId ? nullptr : &values_[node.inputs[2]];
+    if (filter.constant == nullptr || (bias != nullptr && bias->constant == nullptr)) continue;
+
+    // FullyConnected: [out, in], or [in, out] with the transpose flag. Conv2d: [out, kh, kw, in]
+    // is [out, kh * kw * in], the row layout of the im2col columns.
+    bool k_by_n = linear && (node.flags & kFlagTransposeWeights) != 0;
+    int64_t n = filter.dims.empty() ? 0 : (k_by_n ? filter.dims.back() : filter.dims.front());
+    int64_t k = n == 0 ? 0 : checked_numel(filter.dims) / n;
+    if (filter.dims.size() < 2 || (bias != nullptr && checked_numel(bias->dims) != n)) continue;
+
+    PackedWeights weights;
+    if (!pack_weights(context.pool, filter.constant, n, k, k_by_n, bias ? bias->constant : nullptr, weights)) continue;
+    node.packed = static_cast<int32_t>(packed_.size());
+    packed_.push_back(std::move(weights));
+    if (context.release_constant) {
+      context.release_constant(filter.constant, static_cast<size_t>(n * k) * sizeof(float));
+    }
+  }
 }
 
 }  // namespace ei::xnn

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/packed_gemm.h"
 #include "runtime/backend.h"
 #include "runtime/thread_pool.h"
 
@@ -73,6 +74,7 @@ struct Node {
   uint32_t kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1;
   uint32_t groups = 1, group_in = 0, group_out = 0, adjust_h = 0, adjust_w = 0;
   uint32_t new_h = 0, new_w = 0;
+  int32_t packed = -1;           // index into Graph::packed_ when the weights were packed at load
 };
 
 // Everything a call needs besides the graph: value shapes, pointers and scratch memory.
@@ -91,6 +93,8 @@ class Graph final : public DelegateHandle {
   Status execute(KernelContext& context, std::span<EValue* const> args) const override;
 
  private:
+  // Packs the constant weights of FullyConnected and Conv2d nodes for packed_linear().
+  void pack_constant_weights(const BackendInitContext& context);
   Status infer_shapes(CallState& state) const;
   Status run_node(size_t index, CallState& state, ThreadPool* pool) const;
 
@@ -99,6 +103,7 @@ class Graph final : public DelegateHandle {
   std::vector<uint32_t> inputs_;   // value indices of external inputs, by external id
   std::vector<uint32_t> outputs_;  // value indices of external outputs, by external id
   uint32_t extern_count_ = 0;
+  std::vector<PackedWeights> packed_;
 
   mutable std::mutex states_mutex_;
   mutable std::vector<std::unique_ptr<CallState>> states_;

@@ -553,7 +553,11 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
       int64_t k = transposed ? filter[0] : filter[1];
       int64_t n = transposed ? filter[1] : filter[0];
       int64_t m = k == 0 ? 0 : numel(in_dims(0)) / k;
-      linear(pool, m, n, k, in(0), in(1), transposed, node.inputs[2] == kInvalidId ? nullptr : in(2), out);
+      if (node.packed >= 0) {
+        packed_linear(pool, m, in(0), k, packed_[static_cast<size_t>(node.packed)], out, n);
+      } else {
+        linear(pool, m, n, k, in(0), in(1), transposed, node.inputs[2] == kInvalidId ? nullptr : in(2), out);
+      }
       break;
     }
 
@@ -617,7 +621,9 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
             }
           });
           const float* filter = in(1) + g * group_out * patch;
-          if (node.groups == 1) {
+          if (node.packed >= 0) {
+            packed_linear(pool, pixels, columns, patch, packed_[static_cast<size_t>(node.packed)], result, out_channels);
+          } else if (node.groups == 1) {
             linear(pool, pixels, group_out, patch, columns, filter, false, bias, result);
           } else {
             // Grouped: compute into the group's channel slice with row stride out_channels.

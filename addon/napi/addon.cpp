@@ -13,6 +13,7 @@
 
 #include "program_generated.h"
 #include "backends/blas.h"
+#include "backends/packed_gemm.h"
 #include "runtime/backend.h"
 #include "runtime/kernel.h"
 #include "runtime/program.h"
@@ -495,8 +496,9 @@ Napi::Value Backends(const Napi::CallbackInfo& info) {
 }
 
 // Times the XNNPACK backend's matrix product alone (a linear layer, weight [n, k]) for the
-// benchmark's roofline: returns the median seconds of `repetitions` runs. Runs on the JS
-// thread; not part of the public API.
+// benchmark's roofline: returns the median seconds of `repetitions` runs, through the BLAS or,
+// when the sixth argument is true, through packed weights. Runs on the JS thread; not part of
+// the public API.
 Napi::Value BenchmarkLinear(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 5) throw make_error(env, ErrorCode::kInvalidArgument, "benchmarkLinear(m, n, k, threads, repetitions)");
@@ -511,12 +513,21 @@ Napi::Value BenchmarkLinear(const Napi::CallbackInfo& info) {
   std::vector<float> a(static_cast<size_t>(m * k)), w(static_cast<size_t>(n * k)), c(static_cast<size_t>(m * n));
   for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(i % 13) * 0.01f;
   for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i % 7) * 0.01f;
+  bool packed = info.Length() >= 6 && info[5].ToBoolean().Value();
   ei::ThreadPool pool(threads);
   ei::xnn::use_single_threaded_blas();
+  ei::xnn::PackedWeights weights;
+  if (packed && !ei::xnn::pack_weights(&pool, w.data(), n, k, false, nullptr, weights)) {
+    throw make_error(env, ErrorCode::kInvalidArgument, "benchmarkLinear: this build has no packed kernel");
+  }
   std::vector<double> times;
   for (int r = 0; r < repetitions + 1; ++r) {
     auto start = std::chrono::steady_clock::now();
-    ei::xnn::linear(&pool, m, n, k, a.data(), w.data(), false, nullptr, c.data());
+    if (packed) {
+      ei::xnn::packed_linear(&pool, m, a.data(), k, weights, c.data(), n);
+    } else {
+      ei::xnn::linear(&pool, m, n, k, a.data(), w.data(), false, nullptr, c.data());
+    }
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (r > 0) times.push_back(seconds);  // the first run warms caches and threads
   }

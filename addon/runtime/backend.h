@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -32,6 +33,10 @@ struct BackendInitContext {
   std::span<const CompileSpec> compile_specs;
   const NamedDataMap* named_data = nullptr;
   int threads = 0;                      // 0: all cores
+  ThreadPool* pool = nullptr;           // the program's pool, for work done at load
+  // Tells the program that the backend copied these file bytes (packed weights, for example)
+  // and will not read them again, so a memory-mapped file's pages can leave memory.
+  std::function<void(const void* data, size_t size)> release_constant;
 };
 
 // A delegate ready to run. One handle is shared by every concurrent call of a method, so

@@ -58,6 +58,18 @@ Result<std::unique_ptr<DataSource>> DataSource::map_file(const std::string& path
   return source;
 }
 
+void DataSource::release(const void* data, size_t size) const {
+  if (!mapped_ || size == 0) return;
+  auto begin = reinterpret_cast<uintptr_t>(data);
+  auto base = reinterpret_cast<uintptr_t>(data_);
+  if (begin < base || begin + size > base + size_) return;
+  uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uintptr_t first = (begin + page - 1) / page * page;
+  uintptr_t last = (begin + size) / page * page;
+  // The mapping is private and these pages were never written, so dropping them loses nothing.
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 Result<std::unique_ptr<DataSource>> DataSource::copy_of(const uint8_t* bytes, size_t size) {
   std::unique_ptr<DataSource> source(new DataSource());
   source->name_ = "<buffer>";

@@ -26,6 +26,11 @@ class DataSource {
   uint8_t* mutable_data() const { return data_; }
   size_t size() const { return size_; }
   bool mapped() const { return mapped_; }
+
+  // Drops the whole pages inside [data, data + size) of a mapped file from this process's
+  // memory; a later read maps them again from the file. Does nothing for an owned copy,
+  // where the bytes would be lost.
+  void release(const void* data, size_t size) const;
   const std::string& name() const { return name_; }
 
  private:

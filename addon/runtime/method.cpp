@@ -499,7 +499,8 @@ Status Program::prepare_delegates(MethodPlan& plan) {
         specs.push_back(entry);
       }
     }
-    BackendInitContext context{payload, specs, named_data_.get(), options_.threads};
+    BackendInitContext context{payload, specs, named_data_.get(), options_.threads, pool_.get(),
+                               [this](const void* data, size_t size) { source_->release(data, size); }};
     auto handle = backend->init(context);
     if (!handle.ok()) {
       Status status = handle.status().with_context("delegate " + std::to_string(i) + " (" + id + "): ");

@@ -1,0 +1,170 @@
+#include "backends/packed_gemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+
+namespace ei::xnn {
+
+namespace {
+
+#if defined(__AVX512F__)
+constexpr int kPanel = 32;
+constexpr int kRows = 12;  // 24 accumulators, 2 weight vectors and a broadcast of 32 registers
+using Vector = __m512;
+inline Vector vload(const float* p) { return _mm512_load_ps(p); }
+inline Vector vzero() { return _mm512_setzero_ps(); }
+inline Vector vbroadcast(const float* p) { return _mm512_set1_ps(*p); }
+inline Vector vfma(Vector a, Vector b, Vector c) { return _mm512_fmadd_ps(a, b, c); }
+inline void vstore(float* p, Vector v, int count) {
+  if (count >= 16) {
+    _mm512_storeu_ps(p, v);
+  } else if (count > 0) {
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << count) - 1), v);
+  }
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+constexpr int kPanel = 16;
+constexpr int kRows = 6;  // 12 accumulators of 16 ymm registers
+using Vector = __m256;
+inline Vector vload(const float* p) { return _mm256_load_ps(p); }
+inline Vector vzero() { return _mm256_setzero_ps(); }
+inline Vector vbroadcast(const float* p) { return _mm256_broadcast_ss(p); }
+inline Vector vfma(Vector a, Vector b, Vector c) { return _mm256_fmadd_ps(a, b, c); }
+inline void vstore(float* p, Vector v, int count) {
+  if (count >= 8) {
+    _mm256_storeu_ps(p, v);
+  } else if (count > 0) {
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, v);
+    std::memcpy(p, lanes, static_cast<size_t>(count) * sizeof(float));
+  }
+}
+#else
+constexpr int kPanel = 0;
+#endif
+
+std::shared_ptr<float[]> allocate_floats(size_t count) {
+  void* memory = std::aligned_alloc(64, (count * sizeof(float) + 63) / 64 * 64);
+  if (memory == nullptr) return nullptr;
+  return std::shared_ptr<float[]>(static_cast<float*>(memory), [](float* p) { std::free(p); });
+}
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+constexpr int kLanes = static_cast<int>(sizeof(Vector) / sizeof(float));
+
+// rows x kPanel block of c: each output is a sequential sum over k, started from the bias.
+template <int Rows>
+void micro_kernel(int64_t k, const float* a, int64_t lda, const float* panel, const float* bias, float* c,
+                  int64_t ldc, int columns) {
+  Vector low[Rows], high[Rows];
+  Vector bias_low = bias ? vload(bias) : vzero();
+  Vector bias_high = bias ? vload(bias + kLanes) : vzero();
+  for (int r = 0; r < Rows; ++r) {
+    low[r] = bias_low;
+    high[r] = bias_high;
+  }
+  for (int64_t p = 0; p < k; ++p) {
+    Vector w_low = vload(panel + p * kPanel);
+    Vector w_high = vload(panel + p * kPanel + kLanes);
+    for (int r = 0; r < Rows; ++r) {
+      Vector x = vbroadcast(a + r * lda + p);
+      low[r] = vfma(x, w_low, low[r]);
+      high[r] = vfma(x, w_high, high[r]);
+    }
+  }
+  for (int r = 0; r < Rows; ++r) {
+    vstore(c + r * ldc, low[r], columns);
+    vstore(c + r * ldc + kLanes, high[r], columns - kLanes);
+  }
+}
+
+template <int Rows>
+void run_rows(int rows, int64_t k, const float* a, int64_t lda, const float* panel, const float* bias, float* c,
+              int64_t ldc, int columns) {
+  if constexpr (Rows > 0) {
+    if (rows == Rows) {
+      micro_kernel<Rows>(k, a, lda, panel, bias, c, ldc, columns);
+    } else {
+      run_rows<Rows - 1>(rows, k, a, lda, panel, bias, c, ldc, columns);
+    }
+  }
+}
+#endif
+
+}  // namespace
+
+int packed_panel_width() { return kPanel; }
+
+bool pack_weights(ThreadPool* pool, const float* w, int64_t n, int64_t k, bool w_is_k_by_n, const float* bias,
+                  PackedWeights& packed) {
+  if (kPanel == 0 || n <= 0 || k <= 0) return false;
+  int64_t panels = (n + kPanel - 1) / kPanel;
+  packed.n = n;
+  packed.k = k;
+  packed.data = allocate_floats(static_cast<size_t>(panels * kPanel * k));
+  if (!packed.data) return false;
+  if (bias != nullptr) {
+    packed.bias = allocate_floats(static_cast<size_t>(panels * kPanel));
+    if (!packed.bias) return false;
+    std::fill(packed.bias.get(), packed.bias.get() + panels * kPanel, 0.0f);
+    std::memcpy(packed.bias.get(), bias, static_cast<size_t>(n) * sizeof(float));
+  }
+  float* out = packed.data.get();
+  parallel_for(pool, static_cast<size_t>(panels), 1, [&](size_t begin, size_t end) {
+    for (size_t panel = begin; panel < end; ++panel) {
+      float* target = out + static_cast<int64_t>(panel) * kPanel * k;
+      int64_t first = static_cast<int64_t>(panel) * kPanel;
+      int64_t columns = std::min<int64_t>(kPanel, n - first);
+      if (w_is_k_by_n) {
+        for (int64_t p = 0; p < k; ++p) {
+          float* row = target + p * kPanel;
+          std::memcpy(row, w + p * n + first, static_cast<size_t>(columns) * sizeof(float));
+          std::fill(row + columns, row + kPanel, 0.0f);
+        }
+      } else {
+        if (columns < kPanel) std::fill(target, target + kPanel * k, 0.0f);
+        for (int64_t j = 0; j < columns; ++j) {
+          const float* source = w + (first + j) * k;
+          for (int64_t p = 0; p < k; ++p) target[p * kPanel + j] = source[p];
+        }
+      }
+    }
+  });
+  return true;
+}
+
+void packed_linear(ThreadPool* pool, int64_t m, const float* a, int64_t lda, const PackedWeights& weights, float* c,
+                   int64_t ldc) {
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+  int64_t n = weights.n;
+  int64_t k = weights.k;
+  int64_t panels = (n + kPanel - 1) / kPanel;
+  const float* data = weights.data.get();
+  const float* bias = weights.bias.get();
+  // Work items are panels: each thread streams its own share of the weights once, and the
+  // small activation stays in its cache across panels.
+  size_t grain = m * n * k < (int64_t{1} << 20) ? static_cast<size_t>(panels) : 1;
+  parallel_for(pool, static_cast<size_t>(panels), grain, [&](size_t begin, size_t end) {
+    for (size_t panel = begin; panel < end; ++panel) {
+      int64_t first = static_cast<int64_t>(panel) * kPanel;
+      int columns = static_cast<int>(std::min<int64_t>(kPanel, n - first));
+      const float* panel_data = data + static_cast<int64_t>(panel) * kPanel * k;
+      const float* panel_bias = bias ? bias + first : nullptr;
+      for (int64_t row = 0; row < m; row += kRows) {
+        int rows = static_cast<int>(std::min<int64_t>(kRows, m - row));
+        run_rows<kRows>(rows, k, a + row * lda, lda, panel_data, panel_bias, c + row * ldc + first, ldc, columns);
+      }
+    }
+  });
+#else
+  (void)pool, (void)m, (void)a, (void)lda, (void)weights, (void)c, (void)ldc;
+#endif
+}
+
+}  // namespace ei::xnn
