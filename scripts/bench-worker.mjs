@@ -7,7 +7,7 @@
 //   node scripts/bench-worker.mjs ei-load MODEL.pte
 //   node scripts/bench-worker.mjs ort-latency MODEL.onnx THREADS RUNS
 //   node scripts/bench-worker.mjs ort-batch MODEL.onnx THREADS BATCH RUNS
-//   node scripts/bench-worker.mjs blas THREADS M,N,K [M,N,K ...]
+//   node scripts/bench-worker.mjs blas THREADS M,N,K[,packed] [M,N,K[,packed] ...]
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 
@@ -113,10 +113,16 @@ if (mode === 'ei-load') {
   const dim = embeds.length / batch;
   report({ medianMs: median(times), msPerImage: median(times) / batch, embedding: Array.from(embeds.slice(0, dim)) });
 } else if (mode === 'blas') {
+  // Each product is M,N,K or M,N,K,packed: through OpenBLAS, or through weights packed at load.
   const { native } = await import('../dist/native.js');
   const threads = Number(args[0]);
-  const products = args.slice(1).map((text) => text.split(',').map(Number));
-  const results = products.map(([m, n, k]) => ({ m, n, k, seconds: native().benchmarkLinear(m, n, k, threads, 10) }));
+  const products = args.slice(1).map((text) => text.split(','));
+  const results = products.map(([m, n, k, packed]) => ({
+    m: Number(m),
+    n: Number(n),
+    k: Number(k),
+    seconds: native().benchmarkLinear(Number(m), Number(n), Number(k), threads, 10, packed === 'packed'),
+  }));
   report({ products: results });
 } else {
   process.stderr.write(`bench-worker: unknown mode ${mode}\n`);

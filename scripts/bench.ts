@@ -90,21 +90,22 @@ function cosine(a: number[], b: number[]): number {
   return dot / Math.sqrt(na * nb);
 }
 
-// The matrix products of one image, as [m, n, k] with their count.
-function matrixProducts(): { shape: [number, number, number]; count: number }[] {
+// The matrix products of one image, as [m, n, k] with their count; `weights` marks the linear
+// and convolution products, whose weights the backend packs at load.
+function matrixProducts(): { shape: [number, number, number]; count: number; weights: boolean }[] {
   const { patches, sequence, headDim } = clipGeometry(config);
   const d = config.hidden_size;
   const patchK = config.num_channels * config.patch_size * config.patch_size;
   const layers = config.num_hidden_layers;
   const heads = config.num_attention_heads;
   return [
-    { shape: [patches, d, patchK], count: 1 },
-    { shape: [sequence, d, d], count: 4 * layers },
-    { shape: [sequence, config.intermediate_size, d], count: layers },
-    { shape: [sequence, d, config.intermediate_size], count: layers },
-    { shape: [sequence, sequence, headDim], count: heads * layers },
-    { shape: [sequence, headDim, sequence], count: heads * layers },
-    { shape: [1, config.projection_dim, d], count: 1 },
+    { shape: [patches, d, patchK], count: 1, weights: true },
+    { shape: [sequence, d, d], count: 4 * layers, weights: true },
+    { shape: [sequence, config.intermediate_size, d], count: layers, weights: true },
+    { shape: [sequence, d, config.intermediate_size], count: layers, weights: true },
+    { shape: [sequence, sequence, headDim], count: heads * layers, weights: false },
+    { shape: [sequence, headDim, sequence], count: heads * layers, weights: false },
+    { shape: [1, config.projection_dim, d], count: 1, weights: true },
   ];
 }
 
@@ -122,8 +123,11 @@ function main(): void {
   const ort2 = worker('ort-latency', onnx, 2, runs);
   const ortBatch = worker('ort-batch', onnx, 2, 8, Math.max(3, Math.round(runs / 4)));
   const blasArgs = products.map((p) => p.shape.join(','));
+  const backendArgs = products.map((p) => `${p.shape.join(',')}${p.weights ? ',packed' : ''}`);
   const blas1 = worker('blas', 1, ...blasArgs);
   const blas2 = worker('blas', 2, ...blasArgs);
+  const backend1 = worker('blas', 1, ...backendArgs);
+  const backend2 = worker('blas', 2, ...backendArgs);
   const peak = worker('blas', 1, '400,3072,768');
 
   const gemmMs = (result: WorkerResult) =>
@@ -150,7 +154,7 @@ function main(): void {
     '',
     `Cosine between the two runtimes' embeddings of the same image: ${cosine(ei2.embedding as number[], ort2.embedding as number[]).toFixed(9)}.`,
     '',
-    `Roofline: the same matrix products alone in the backend's BLAS path take ${gemmMs(blas1).toFixed(1)} ms on 1 thread and ${gemmMs(blas2).toFixed(1)} ms on 2 threads per image, so matrix products are ${((100 * gemmMs(blas2)) / (ei2.medianMs as number)).toFixed(0)} % of embed-image's 2-thread latency. Large-GEMM rate of one core (400×3072×768): ${peakGflops.toFixed(0)} GFLOP/s; embed-image reaches ${(flops / ((ei2.medianMs as number) * 1e6)).toFixed(0)} GFLOP/s on 2 threads, ${((100 * flops) / ((ei2.medianMs as number) * 1e6 * 2 * peakGflops)).toFixed(0)} % of two cores at that rate.`,
+    `Roofline: one image's matrix products alone take ${gemmMs(blas1).toFixed(1)} ms on 1 thread and ${gemmMs(blas2).toFixed(1)} ms on 2 threads in OpenBLAS, and ${gemmMs(backend1).toFixed(1)} ms and ${gemmMs(backend2).toFixed(1)} ms in the backend's path (weights packed at load, attention products in OpenBLAS); that path is ${((100 * gemmMs(backend2)) / (ei2.medianMs as number)).toFixed(0)} % of embed-image's 2-thread latency. Large-GEMM rate of one core in OpenBLAS (400×3072×768): ${peakGflops.toFixed(0)} GFLOP/s; embed-image reaches ${(flops / ((ei2.medianMs as number) * 1e6)).toFixed(0)} GFLOP/s on 2 threads, ${((100 * flops) / ((ei2.medianMs as number) * 1e6 * 2 * peakGflops)).toFixed(0)} % of two cores at that rate.`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -136,7 +136,7 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
       tensor = flat->xvalue_union_as_XNNTensorValue();
     } else if (flat->xvalue_union_type() == ei_xnn::XValueUnion::XNNQuantizedTensorValue) {
       const auto* quantized = flat->xvalue_union_as_XNNQuantizedTensorValue();
-      const auto* base = quantized->tensor_value();
+      const auto* base = quantized == nullptr ? nullptr : quantized->tensor_value();
       return Status(ErrorCode::kUnsupportedDtype,
                     std::string("XNNPACK value ") + std::to_string(i) + " is quantized (" +
                         (base == nullptr ? "unknown" : datatype_name(base->datatype())) +
