@@ -141,9 +141,9 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
                     std::string("XNNPACK value ") + std::to_string(i) + " is quantized (" +
                         (base == nullptr ? "unknown" : datatype_name(base->datatype())) +
                         "); quantized XNNPACK graphs are not supported yet, so use the model's fp32 variant");
-    } else {
-      return malformed("XNNPACK value " + std::to_string(i) + " has no tensor");
     }
+    // The verifier accepts a union type whose table is absent, so check the table itself.
+    if (tensor == nullptr) return malformed("XNNPACK value " + std::to_string(i) + " has no tensor");
     if (tensor->datatype() != ei_xnn::XNNDatatype::xnn_datatype_fp32) {
       return Status(ErrorCode::kUnsupportedDtype, std::string("XNNPACK value ") + std::to_string(i) + " has datatype " +
                                                       datatype_name(tensor->datatype()) +
@@ -364,6 +364,10 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
       return out;
     };
 
+    if (flat->xnode_union() == nullptr) {
+      return malformed("XNNPACK node " + std::to_string(n) + " has no parameters for its type " +
+                       std::to_string(static_cast<int>(flat->xnode_union_type())));
+    }
     Status status;
     using U = ei_xnn::XNodeUnion;
     switch (flat->xnode_union_type()) {

@@ -183,10 +183,14 @@ Status Program::check_program_tables() {
     for (flatbuffers::uoffset_t i = 0; i < segments->size(); ++i) {
       const auto* segment = segments->Get(i);
       if (!range_fits(segment->offset(), segment->size(), segment_limit)) {
-        return error(segment_base_ + segment->offset() > file_size ? ErrorCode::kTruncated : ErrorCode::kMalformed,
-                     "segment ", i, " (offset ", segment->offset(), ", size ", segment->size(),
-                     ") runs past the end of the segment data (", segment_limit, " bytes from offset ", segment_base_,
-                     "); the file is probably truncated");
+        // parse_header() checked a declared segment data size against the file, so past it the
+        // segment table is wrong. Without one, the data ends at the end of the file, and a
+        // segment past it means the file was cut short (also in the middle of the segment).
+        bool declared = header_.segment_data_size != 0;
+        return error(declared ? ErrorCode::kMalformed : ErrorCode::kTruncated, "segment ", i, " (offset ",
+                     segment->offset(), ", size ", segment->size(), ") runs past the end of the segment data (",
+                     segment_limit, " bytes from offset ", segment_base_, ")",
+                     declared ? "" : "; the file is probably truncated");
       }
       segments_.emplace_back(source_->data() + segment_base_ + segment->offset(), segment->size());
     }
