@@ -36,6 +36,47 @@ bool range_fits(uint64_t offset, uint64_t size, uint64_t limit) {
   return offset <= limit && size <= limit - offset;
 }
 
+// True when the elements of `vector` start at a multiple of their size (an absent vector
+// counts as aligned).
+template <typename T>
+bool elements_aligned(const flatbuffers::Vector<T>* vector) {
+  return vector == nullptr || reinterpret_cast<uintptr_t>(vector->Data()) % sizeof(T) == 0;
+}
+
+// Returns the name of the first vector of 8-byte elements that is not 8-byte aligned, or "".
+// The flatbuffers Verifier (2.0.8) aligns only a vector's 4-byte length field, so such a
+// vector may start 4 bytes off, and reading its elements would be an unaligned typed load.
+std::string find_misaligned_vector(const ei_pte::Program* program) {
+  const auto* constants = program->constant_segment();
+  if (constants != nullptr && !elements_aligned(constants->offsets())) return "constant_segment.offsets";
+  if (const auto* mutable_segments = program->mutable_data_segments()) {
+    for (flatbuffers::uoffset_t i = 0; i < mutable_segments->size(); ++i) {
+      if (!elements_aligned(mutable_segments->Get(i)->offsets())) {
+        return "mutable_data_segments[" + std::to_string(i) + "].offsets";
+      }
+    }
+  }
+  const auto* plans = program->execution_plan();
+  if (plans == nullptr) return "";
+  for (flatbuffers::uoffset_t p = 0; p < plans->size(); ++p) {
+    const auto* plan = plans->Get(p);
+    std::string where = "execution_plan[" + std::to_string(p) + "]";
+    if (!elements_aligned(plan->non_const_buffer_sizes())) return where + ".non_const_buffer_sizes";
+    const auto* values = plan->values();
+    if (values == nullptr) continue;
+    for (flatbuffers::uoffset_t v = 0; v < values->size(); ++v) {
+      const auto* value = values->Get(v);
+      const auto* ints = value->val_as_IntList();
+      const auto* doubles = value->val_as_DoubleList();
+      if ((ints != nullptr && !elements_aligned(ints->items())) ||
+          (doubles != nullptr && !elements_aligned(doubles->items()))) {
+        return where + ".values[" + std::to_string(v) + "].items";
+      }
+    }
+  }
+  return "";
+}
+
 class ProgramNamedData final : public NamedDataMap {
  public:
   explicit ProgramNamedData(const Program& program) : program_(program) {}
@@ -170,6 +211,11 @@ Status Program::verify_flatbuffer() {
                  " bytes) failed verification: the file is corrupt or truncated, or not written by ExecuTorch");
   }
   program_ = ei_pte::GetProgram(source_->data());
+  std::string misaligned = find_misaligned_vector(program_);
+  if (!misaligned.empty()) {
+    return error(ErrorCode::kVerifyFailed, "the program flatbuffer failed verification: the elements of ", misaligned,
+                 " are not 8-byte aligned");
+  }
   return Status::Ok();
 }
 
