@@ -340,6 +340,13 @@ Status Program::check_values(MethodPlan& plan) {
         return error(ErrorCode::kMalformed, "tensor value ", i, " (", nbytes, " bytes at offset ", offset,
                      ") does not fit in arena ", memory_id, " of ", arena, " bytes");
       }
+      // Kernels access elements through typed pointers, so data must be aligned to the element
+      // size. Arenas start 64-byte aligned, so the offset decides.
+      if (nbytes > 0 && offset % element_size(tensor.dtype) != 0) {
+        return error(ErrorCode::kMalformed, "tensor value ", i, " (", dtype_name(tensor.dtype), ") is planned at offset ",
+                     offset, " of arena ", memory_id, ", which is not a multiple of its ",
+                     element_size(tensor.dtype), "-byte element size");
+      }
       entry.memory_id = static_cast<int32_t>(memory_id);
       entry.offset = offset;
       tensor.capacity = nbytes;
@@ -351,6 +358,13 @@ Status Program::check_values(MethodPlan& plan) {
     } else if (flat->data_buffer_idx() > 0) {
       auto bytes = tensor_data(flat, nbytes, false);
       if (!bytes.ok()) return bytes.status().with_context("tensor value " + std::to_string(i) + ": ");
+      // Constants are used in place; the file data starts 64-byte aligned in memory, so the
+      // address shows whether the constant's offset in the file suits its dtype.
+      if (nbytes > 0 && reinterpret_cast<uintptr_t>(bytes.value()) % element_size(tensor.dtype) != 0) {
+        return error(ErrorCode::kMalformed, "tensor value ", i, " (", dtype_name(tensor.dtype),
+                     ") has constant data at file offset ", bytes.value() - source_->data(),
+                     ", which is not a multiple of its ", element_size(tensor.dtype), "-byte element size");
+      }
       tensor.data = const_cast<uint8_t*>(bytes.value());
       tensor.capacity = nbytes;
       tensor.is_constant = true;
