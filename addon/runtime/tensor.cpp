@@ -112,12 +112,15 @@ bool Tensor::has_default_dim_order() const {
 
 void Tensor::update_strides() {
   strides.assign(sizes.size(), 1);
-  int64_t stride = 1;
+  // A size-0 dimension counts as 1 here, so the product of the other sizes can exceed int64
+  // although the tensor is empty; unsigned arithmetic keeps that defined. No stride of an
+  // empty tensor addresses memory, and for any other tensor the product fits (numel does).
+  uint64_t stride = 1;
   // The last entry of dim_order is the innermost dimension.
   for (size_t i = dim_order.size(); i-- > 0;) {
     uint8_t dim = dim_order[i];
-    strides[dim] = stride;
-    stride *= sizes[dim] == 0 ? 1 : sizes[dim];
+    strides[dim] = static_cast<int64_t>(stride);
+    stride *= static_cast<uint64_t>(sizes[dim] == 0 ? 1 : sizes[dim]);
   }
 }
 
