@@ -129,6 +129,11 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
   const auto* values = graph->xvalues();
   size_t value_count = values == nullptr ? 0 : values->size();
   self.extern_count_ = graph->num_externs();
+  // Every external is a value; a larger count is corrupt and would size the tables below.
+  if (self.extern_count_ > value_count) {
+    return malformed("XNNPACK graph declares " + std::to_string(self.extern_count_) + " externals but has only " +
+                     std::to_string(value_count) + " values");
+  }
   for (size_t i = 0; i < value_count; ++i) {
     const auto* flat = values->Get(static_cast<uoffset_t>(i));
     const ei_xnn::XNNTensorValue* tensor = nullptr;
