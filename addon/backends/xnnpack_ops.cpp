@@ -459,7 +459,12 @@ Status Graph::execute(KernelContext& context, std::span<EValue* const> args) con
       }
       std::vector<int64_t> sizes(dims.size());
       for (size_t j = 0; j < dims.size(); ++j) sizes[tensor.dim_order[j]] = dims[j];
-      EI_RETURN_IF_ERROR(tensor.resize(sizes).with_context("XNNPACK output " + std::to_string(id) + ": "));
+      Status resized = tensor.resize(sizes);
+      if (resized.code() == ErrorCode::kKernelFailed) {
+        // The graph's shape does not fit the program's tensor: the delegate failed, not a kernel.
+        return Status(ErrorCode::kDelegateFailed, "XNNPACK output " + std::to_string(id) + ": " + resized.message());
+      }
+      EI_RETURN_IF_ERROR(resized.with_context("XNNPACK output " + std::to_string(id) + ": "));
       state->data[outputs_[id]] = static_cast<float*>(tensor.data);
     }
 
