@@ -573,6 +573,7 @@ Result<std::vector<IoValue>> Program::execute(std::string_view method_name, cons
   }
 
   std::vector<IoValue> outputs;
+  ThreadPool::CallScope call_scope(pool_.get());
   Status status = run(*plan, *instance, inputs, outputs);
   {
     std::lock_guard<std::mutex> lock(plan->pool_mutex_);

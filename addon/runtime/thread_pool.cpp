@@ -38,7 +38,7 @@ void ThreadPool::work(size_t index) {
 
 void ThreadPool::parallel_for(size_t count, size_t grain, const std::function<void(size_t, size_t)>& body) {
   size_t chunks = std::min<size_t>(static_cast<size_t>(size()), grain == 0 ? count : count / grain);
-  if (chunks <= 1) {
+  if (chunks <= 1 || callers_.load(std::memory_order_relaxed) > 1) {
     if (count > 0) body(0, count);
     return;
   }

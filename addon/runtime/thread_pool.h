@@ -1,6 +1,7 @@
 // A small fixed pool of worker threads for splitting loops across cores.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
@@ -25,9 +26,28 @@ class ThreadPool {
   // runs another thread's loop, the call runs body(0, count) on the calling thread alone.
   void parallel_for(size_t count, size_t grain, const std::function<void(size_t, size_t)>& body);
 
+  // Marks one method call in flight for its lifetime. While two or more are, loops run on each
+  // call's own thread: the calls already keep the cores busy, and splitting their loops too
+  // would only add waiting.
+  class CallScope {
+   public:
+    explicit CallScope(ThreadPool* pool) : pool_(pool) {
+      if (pool_) pool_->callers_.fetch_add(1, std::memory_order_relaxed);
+    }
+    ~CallScope() {
+      if (pool_) pool_->callers_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    CallScope(const CallScope&) = delete;
+    CallScope& operator=(const CallScope&) = delete;
+
+   private:
+    ThreadPool* pool_;
+  };
+
  private:
   void work(size_t index);
 
+  std::atomic<int> callers_{0};
   std::vector<std::thread> workers_;
   std::mutex call_mutex_;
   std::mutex mutex_;
