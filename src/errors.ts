@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'ERR_INVALID_ARGUMENT'
   | 'ERR_DISPOSED'
   | 'ERR_NPY'
+  | 'ERR_IMAGE_SOURCE'
   | 'ERR_ADDON_LOAD'
   | 'ERR_INTERNAL';
 
