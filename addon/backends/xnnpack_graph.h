@@ -96,6 +96,10 @@ class Graph final : public DelegateHandle {
   // Packs the constant weights of FullyConnected and Conv2d nodes for packed_linear().
   void pack_constant_weights(const BackendInitContext& context);
   Status infer_shapes(CallState& state) const;
+  // Offsets of intermediate values in one arena for the given shapes; returns the arena size.
+  size_t plan_intermediates(const std::vector<Dims>& dims, std::vector<size_t>& offsets) const;
+  // Plans intermediates for the serialized shapes, which calls reuse while their shapes fit.
+  void plan_at_load();
   Status run_node(size_t index, CallState& state, ThreadPool* pool) const;
 
   std::vector<Value> values_;
@@ -104,6 +108,9 @@ class Graph final : public DelegateHandle {
   std::vector<uint32_t> outputs_;  // value indices of external outputs, by external id
   uint32_t extern_count_ = 0;
   std::vector<PackedWeights> packed_;
+  std::vector<size_t> planned_offsets_;
+  std::vector<int64_t> planned_numel_;
+  size_t planned_bytes_ = 0;
 
   mutable std::mutex states_mutex_;
   mutable std::vector<std::unique_ptr<CallState>> states_;

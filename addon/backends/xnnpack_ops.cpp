@@ -398,6 +398,47 @@ Status Graph::infer_shapes(CallState& state) const {
   return Status::Ok();
 }
 
+size_t Graph::plan_intermediates(const std::vector<Dims>& dims, std::vector<size_t>& offsets) const {
+  // First-fit offsets in one arena, reusing a value's memory after its last use.
+  struct Block {
+    size_t offset, size;
+    int32_t last_use;
+  };
+  std::vector<Block> live;
+  offsets.assign(values_.size(), 0);
+  size_t arena_bytes = 0;
+  for (size_t n = 0; n < nodes_.size(); ++n) {
+    for (uint32_t output : nodes_[n].outputs) {
+      const Value& value = values_[output];
+      if (value.external_output) continue;
+      live.erase(std::remove_if(live.begin(), live.end(),
+                                [&](const Block& block) { return block.last_use < static_cast<int32_t>(n); }),
+                 live.end());
+      size_t bytes = (static_cast<size_t>(numel(dims[output])) * sizeof(float) + 63) / 64 * 64;
+      std::sort(live.begin(), live.end(), [](const Block& a, const Block& b) { return a.offset < b.offset; });
+      size_t offset = 0;
+      for (const Block& block : live) {
+        if (block.offset >= offset + bytes) break;
+        offset = std::max(offset, block.offset + block.size);
+      }
+      live.push_back({offset, bytes, value.last_use});
+      offsets[output] = offset;
+      arena_bytes = std::max(arena_bytes, offset + bytes);
+    }
+  }
+  return arena_bytes;
+}
+
+void Graph::plan_at_load() {
+  std::vector<Dims> dims(values_.size());
+  planned_numel_.assign(values_.size(), 0);
+  for (size_t i = 0; i < values_.size(); ++i) {
+    dims[i] = values_[i].dims;
+    planned_numel_[i] = numel(dims[i]);
+  }
+  planned_bytes_ = plan_intermediates(dims, planned_offsets_);
+}
+
 Status Graph::execute(KernelContext& context, std::span<EValue* const> args) const {
   if (args.size() != extern_count_) {
     return Status(ErrorCode::kDelegateFailed, "XNNPACK delegate called with " + std::to_string(args.size()) +
@@ -468,31 +509,15 @@ Status Graph::execute(KernelContext& context, std::span<EValue* const> args) con
       state->data[outputs_[id]] = static_cast<float*>(tensor.data);
     }
 
-    // Intermediate values: first-fit offsets in one arena, reusing memory after the last use.
-    struct Block {
-      size_t offset, size;
-      int32_t last_use;
-    };
-    std::vector<Block> live;
-    std::vector<size_t> offsets(values_.size(), 0);
-    size_t arena_bytes = 0;
-    for (size_t n = 0; n < nodes_.size(); ++n) {
-      for (uint32_t output : nodes_[n].outputs) {
-        const Value& value = values_[output];
-        if (value.external_output) continue;
-        live.erase(std::remove_if(live.begin(), live.end(),
-                                  [&](const Block& block) { return block.last_use < static_cast<int32_t>(n); }),
-                   live.end());
-        size_t bytes = (static_cast<size_t>(numel(state->dims[output])) * sizeof(float) + 63) / 64 * 64;
-        std::sort(live.begin(), live.end(), [](const Block& a, const Block& b) { return a.offset < b.offset; });
-        size_t offset = 0;
-        for (const Block& block : live) {
-          if (block.offset >= offset + bytes) break;
-          offset = std::max(offset, block.offset + block.size);
-        }
-        live.push_back({offset, bytes, value.last_use});
-        offsets[output] = offset;
-        arena_bytes = std::max(arena_bytes, offset + bytes);
+    // Intermediate values use the plan made at load unless this call's shapes outgrow it.
+    const std::vector<size_t>* offsets = &planned_offsets_;
+    size_t arena_bytes = planned_bytes_;
+    std::vector<size_t> call_offsets;
+    for (size_t i = 0; i < values_.size(); ++i) {
+      if (numel(state->dims[i]) > planned_numel_[i]) {
+        arena_bytes = plan_intermediates(state->dims, call_offsets);
+        offsets = &call_offsets;
+        break;
       }
     }
     if (!state->arena || state->arena_bytes < arena_bytes) {
@@ -503,7 +528,7 @@ Status Graph::execute(KernelContext& context, std::span<EValue* const> args) con
     for (const Node& node : nodes_) {
       for (uint32_t output : node.outputs) {
         if (!values_[output].external_output) {
-          state->data[output] = reinterpret_cast<float*>(state->arena.get() + offsets[output]);
+          state->data[output] = reinterpret_cast<float*>(state->arena.get() + (*offsets)[output]);
         }
       }
     }
