@@ -84,6 +84,34 @@ describe('FullyConnected', () => {
     await checkFullyConnected({ inputDims: [4, 9], outChannels: 6, bias: true, transposed: false }, 1102, { outputMinMax: { min: -0.3, max: 0.4 } });
   });
 
+  it('shares its filter with other nodes', async () => {
+    // The filter [4, 4] feeds two FullyConnected nodes and a Multiply, so a backend that
+    // repacks or releases the filter's bytes at load must still give the Multiply the originals.
+    const rng = makeRng(1104);
+    const input = randomFloats(rng, 4 * 4);
+    const weight = randomFloats(rng, 16);
+    const graph = new XnnGraphBuilder();
+    const x = graph.input([4, 4]);
+    const w = graph.constant([4, 4], weight);
+    const first = graph.intermediate([4, 4]);
+    const second = graph.output([4, 4]);
+    const scaled = graph.output([4, 4]);
+    graph.fullyConnected(x, w, XNN_INVALID_VALUE_ID, first);
+    graph.fullyConnected(first, w, XNN_INVALID_VALUE_ID, second);
+    graph.binary('XNNMultiply', x, w, scaled);
+    const [secondOutput, scaledOutput] = await runGraph(graph, [input]);
+
+    const once = new Accumulator(16);
+    for (let r = 0; r < 4; r++) for (let o = 0; o < 4; o++) for (let i = 0; i < 4; i++) once.add(r * 4 + o, input[r * 4 + i]! * weight[o * 4 + i]!);
+    const twice = new Accumulator(16);
+    for (let r = 0; r < 4; r++) for (let o = 0; o < 4; o++) for (let i = 0; i < 4; i++) twice.add(r * 4 + o, once.values[r * 4 + i]! * weight[o * 4 + i]!);
+    // The second product sums rounded first results: its bound adds the first bound times |w| <= 1.
+    const firstBound = once.bound(4);
+    const secondBound = twice.bound(4);
+    expectWithin(secondOutput!.data as Float32Array, twice.values, (i) => secondBound(i) + 4 * Math.max(...Array.from({ length: 16 }, (_, j) => firstBound(j))), 'second FullyConnected output');
+    expectAllClose(scaledOutput!.data as Float32Array, Array.from(input, (value, i) => value * weight[i]!), { rtol: 2 ** -23 }, 'Multiply output');
+  });
+
   it('reads its filter from an input', async () => {
     const rng = makeRng(1103);
     const input = randomFloats(rng, 2 * 3);
