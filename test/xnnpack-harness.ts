@@ -1,7 +1,16 @@
 /**
  * Shared pieces of the XnnpackBackend node tests: a program around one XNNGraph delegate,
  * a seeded PRNG for inputs, float64 reference helpers and error-bound comparisons.
+ *
+ * With XNNPACK_SEED_CORPUS=DIR in the environment, every program these helpers run is also
+ * written to DIR as a .pte file, a seed corpus for the program fuzzer (`fuzz-corpus/` at the
+ * repository root is gitignored for that purpose):
+ *   XNNPACK_SEED_CORPUS=fuzz-corpus/xnnpack npx vitest run test/xnnpack-
  */
+import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
 import { expect } from 'vitest';
 
 import { Program, type Tensor } from '../src/program.js';
@@ -92,6 +101,15 @@ export function broadcastReference(
   return { dims, values };
 }
 
+/** Writes a program to XNNPACK_SEED_CORPUS, named by its sha256, when that variable is set. */
+export function saveSeedProgram(bytes: Uint8Array): void {
+  const directory = process.env.XNNPACK_SEED_CORPUS;
+  if (!directory) return;
+  mkdirSync(directory, { recursive: true });
+  const name = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+  writeFileSync(path.join(directory, `xnnpack-${name}.pte`), bytes);
+}
+
 export interface RunOptions {
   /**
    * Dynamism of the program's input and output tensors (default 'static'). With
@@ -128,7 +146,9 @@ export interface CallInput {
 /** Loads the graph's program, runs `forward` once per input list, and returns each call's outputs. */
 export async function runGraphCalls(graph: XnnGraphBuilder, calls: CallInput[][], options: RunOptions = {}): Promise<Tensor[][]> {
   const externalInputs = graph.values.flatMap((value, id) => (value.kind === 'input' ? [id] : []));
-  const program = await Program.load(buildGraphProgram(graph, options), { threads: options.threads ?? 2 });
+  const bytes = buildGraphProgram(graph, options);
+  saveSeedProgram(bytes);
+  const program = await Program.load(bytes, { threads: options.threads ?? 2 });
   try {
     const results: Tensor[][] = [];
     for (const inputs of calls) {

@@ -152,11 +152,11 @@ describe('Concatenate', () => {
         const expected = Array.from({ length: product(outDims) }, (_, i) => {
           const index = unravel(i, outDims);
           let along = index[axis]!;
-          let which = 0;
-          while (along >= dimsList[which]![axis]!) along -= dimsList[which++]![axis]!;
+          let part = 0;
+          while (along >= dimsList[part]![axis]!) along -= dimsList[part++]![axis]!;
           const local = index.map((coordinate, d) => (d === axis ? along : coordinate));
-          const strides = stridesOf(dimsList[which]!);
-          return inputs[which]![local.reduce((offset, coordinate, d) => offset + coordinate * strides[d]!, 0)]!;
+          const strides = stridesOf(dimsList[part]!);
+          return inputs[part]![local.reduce((offset, coordinate, d) => offset + coordinate * strides[d]!, 0)]!;
         });
         expectShape(output, outDims);
         expectAllClose(output!.data as Float32Array, expected, {}, 'concatenate output');
@@ -261,7 +261,8 @@ describe('dynamic shapes', () => {
     const rng = makeRng(3502);
     const left = randomFloats(rng, 2 * 2);
     const right = randomFloats(rng, 5 * 2);
-    const [[output]] = await runGraphCalls(graph, [[{ data: left, shape: [2, 2] }, { data: right, shape: [5, 2] }]], { dynamism: 'dynamic_bound' });
+    const [outputs] = await runGraphCalls(graph, [[{ data: left, shape: [2, 2] }, { data: right, shape: [5, 2] }]], { dynamism: 'dynamic_bound' });
+    const output = outputs![0];
     expectShape(output, [7, 2]);
     expectAllClose(output!.data as Float32Array, [...left, ...right], {}, 'concatenate output');
   });
