@@ -4,8 +4,9 @@
 // Every node here only moves float32 values, so outputs must equal the reference exactly.
 import { describe, expect, it } from 'vitest';
 
+import { Program, type Tensor } from '../src/program.js';
 import { expectAllClose } from './helpers.js';
-import { Accumulator, expectShape, expectWithin, makeRng, product, randomFloats, runGraph, runGraphCalls, stridesOf, unravel } from './xnnpack-harness.js';
+import { Accumulator, buildGraphProgram, expectShape, expectWithin, makeRng, product, randomFloats, runGraph, runGraphCalls, stridesOf, unravel } from './xnnpack-harness.js';
 import { XNN_INVALID_VALUE_ID, XnnGraphBuilder } from './tooling/xnnpack-writer.js';
 
 describe('StaticTranspose', () => {
@@ -250,6 +251,31 @@ describe('dynamic shapes', () => {
       expectShape(output, shapes[call]!, `call ${call}`);
       expectAllClose(output!.data as Float32Array, Array.from(left!.data, (value, i) => value * right!.data[i]!), { rtol: 2 ** -23 }, `call ${call} data`);
     });
+  });
+
+  it('serve concurrent calls of different shapes', async () => {
+    // Eight calls in flight on one program share the delegate; each needs its own shapes and
+    // intermediate memory, so every result must match its own input.
+    const graph = new XnnGraphBuilder();
+    const x = graph.input([16, 7]);
+    const doubled = graph.intermediate([16, 7]);
+    const y = graph.output([16, 7]);
+    const two = graph.constant([1], [2]);
+    graph.binary('XNNMultiply', x, two, doubled);
+    graph.unary('XNNNegate', doubled, y);
+    const rng = makeRng(3503);
+    const shapes = Array.from({ length: 8 }, (_, i) => [16 - i, 7 - (i % 3)]);
+    const inputs = shapes.map((shape) => randomFloats(rng, product(shape)));
+    const program = await Program.load(buildGraphProgram(graph, { dynamism: 'dynamic_bound' }), { threads: 2 });
+    try {
+      const results = await Promise.all(inputs.map((data, i) => program.execute('forward', [{ dtype: 'float32', shape: shapes[i]!, data }])));
+      results.forEach(([output], call) => {
+        expectShape(output as Tensor, shapes[call]!, `call ${call}`);
+        expectAllClose((output as Tensor).data as Float32Array, Array.from(inputs[call]!, (value) => -2 * value), {}, `call ${call} data`);
+      });
+    } finally {
+      program.dispose();
+    }
   });
 
   it('concatenate inputs of different lengths', async () => {

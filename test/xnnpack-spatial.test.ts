@@ -314,6 +314,25 @@ describe('GlobalAvgPooling2d', () => {
   }
 });
 
+describe('GlobalAvgPooling2d output rank', () => {
+  // Without XNN_FLAG_KEEP_DIMS (0x40) a serialized output of rank 2 drops the pooled H and W.
+  for (const [name, flags, outDims] of [['keep dims flag', 0x40, [2, 1, 1, 3]], ['rank-2 output', 0, [2, 3]]] as const) {
+    it(name, async () => {
+      const dims = [2, 5, 4, 3];
+      const input = randomFloats(makeRng(2450 + flags), product(dims), -2, 2);
+      const graph = new XnnGraphBuilder();
+      const x = graph.input(dims);
+      const y = graph.output([...outDims]);
+      graph.unary('XNNGlobalAvgPooling2d', x, y, flags);
+      const [output] = await runGraph(graph, [input]);
+      const sums = new Accumulator(6);
+      for (let bi = 0; bi < 2; bi++) for (let p = 0; p < 20; p++) for (let ch = 0; ch < 3; ch++) sums.add(bi * 3 + ch, input[(bi * 20 + p) * 3 + ch]! / 20);
+      expectShape(output, [...outDims]);
+      expectWithin(output!.data as Float32Array, sums.values, sums.bound(21), 'GlobalAvgPooling2d output');
+    });
+  }
+});
+
 describe('ArgMaxPooling2d', () => {
   /**
    * Runs ArgMaxPooling2d with both outputs external. The index output is declared fp32 (the
