@@ -254,8 +254,8 @@ describe('dynamic shapes', () => {
   });
 
   it('serve concurrent calls of different shapes', async () => {
-    // Eight calls in flight on one program share the delegate; each needs its own shapes and
-    // intermediate memory, so every result must match its own input.
+    // Eight calls in flight on one program share the delegate. Each call needs its own shapes
+    // and intermediate memory, so every result must match its own input.
     const graph = new XnnGraphBuilder();
     const x = graph.input([16, 7]);
     const doubled = graph.intermediate([16, 7]);
