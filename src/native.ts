@@ -50,6 +50,8 @@ export interface NativeLoadOptions {
   threads?: number;
   /** Maximum instructions one call may execute before it fails with ERR_EXECUTION_LIMIT. */
   maxInstructions?: number;
+  /** Maximum bytes of planned memory per method instance, and of workspace per delegate call. */
+  maxMemory?: number;
 }
 
 export interface NativeProgram {

@@ -41,6 +41,12 @@ export interface LoadOptions {
   threads?: number;
   /** Instructions one call may execute before it fails with ERR_EXECUTION_LIMIT (default 10,000,000). */
   maxInstructions?: number;
+  /**
+   * Bytes of working memory one call may use: the planned memory of a method, and separately
+   * the intermediates and scratch space of each delegate call (default 16 GiB). Larger needs
+   * fail with ERR_OUT_OF_MEMORY instead of exhausting the machine.
+   */
+  maxMemory?: number;
 }
 
 const typedArrayForDType: Record<DType, new (length: number) => TensorData> = {
@@ -103,6 +109,10 @@ export class Program {
     if (!Number.isSafeInteger(maxInstructions) || maxInstructions < 1) {
       throw new EmbedImageError('ERR_INVALID_ARGUMENT', `maxInstructions must be a positive integer, got ${maxInstructions}`);
     }
+    const maxMemory = options.maxMemory ?? 16 * 2 ** 30;
+    if (!Number.isSafeInteger(maxMemory) || maxMemory < 1) {
+      throw new EmbedImageError('ERR_INVALID_ARGUMENT', `maxMemory must be a positive number of bytes, got ${maxMemory}`);
+    }
     if (typeof source !== 'string' && !(source instanceof Uint8Array)) {
       throw new EmbedImageError('ERR_INVALID_ARGUMENT', 'source must be a file path or a Uint8Array/Buffer of .pte bytes');
     }
@@ -111,6 +121,7 @@ export class Program {
         allowUnsupported: options.allowUnsupported ?? false,
         threads,
         maxInstructions,
+        maxMemory,
       });
       return new Program(typeof source === 'string' ? source : '<buffer>', handle);
     } catch (error) {

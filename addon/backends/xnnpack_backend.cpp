@@ -559,6 +559,7 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
   }
 
   use_single_threaded_blas();
+  self.max_workspace_bytes_ = context.max_workspace_bytes;
   self.pack_constant_weights(context);
   self.plan_at_load();
   return result;

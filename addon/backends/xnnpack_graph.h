@@ -101,6 +101,8 @@ class Graph final : public DelegateHandle {
   // Plans intermediates for the serialized shapes, which calls reuse while their shapes fit.
   void plan_at_load();
   Status run_node(size_t index, CallState& state, ThreadPool* pool) const;
+  // Grows the call's scratch buffer to `floats`, within the workspace limit.
+  Status reserve_scratch(CallState& state, uint64_t floats, size_t index, const Node& node) const;
 
   std::vector<Value> values_;
   std::vector<Node> nodes_;
@@ -108,6 +110,7 @@ class Graph final : public DelegateHandle {
   std::vector<uint32_t> outputs_;  // value indices of external outputs, by external id
   uint32_t extern_count_ = 0;
   std::vector<PackedWeights> packed_;
+  uint64_t max_workspace_bytes_ = 0;
   std::vector<size_t> planned_offsets_;
   std::vector<int64_t> planned_numel_;
   size_t planned_bytes_ = 0;

@@ -520,6 +520,11 @@ Status Graph::execute(KernelContext& context, std::span<EValue* const> args) con
         break;
       }
     }
+    if (arena_bytes > max_workspace_bytes_) {
+      return Status(ErrorCode::kOutOfMemory, "XNNPACK intermediates need " + std::to_string(arena_bytes) +
+                                                 " bytes, more than the limit of " +
+                                                 std::to_string(max_workspace_bytes_) + " per call");
+    }
     if (!state->arena || state->arena_bytes < arena_bytes) {
       state->arena = allocate_aligned(arena_bytes);
       if (!state->arena) return Status(ErrorCode::kOutOfMemory, "cannot allocate the XNNPACK workspace");
@@ -542,6 +547,22 @@ Status Graph::execute(KernelContext& context, std::span<EValue* const> args) con
     states_.push_back(std::move(state));
   }
   return status;
+}
+
+Status Graph::reserve_scratch(CallState& state, uint64_t floats, size_t index, const Node& node) const {
+  if (floats > max_workspace_bytes_ / sizeof(float)) {
+    return Status(ErrorCode::kOutOfMemory, "XNNPACK node " + std::to_string(index) + " (" + node_kind_name(node.kind) +
+                                               ") needs " + std::to_string(floats * sizeof(float)) +
+                                               " bytes of scratch memory, more than the limit of " +
+                                               std::to_string(max_workspace_bytes_) + " per call");
+  }
+  try {
+    state.scratch.resize(static_cast<size_t>(floats));
+  } catch (const std::bad_alloc&) {
+    return Status(ErrorCode::kOutOfMemory, "cannot allocate " + std::to_string(floats * sizeof(float)) +
+                                               " bytes of scratch memory for XNNPACK node " + std::to_string(index));
+  }
+  return Status::Ok();
 }
 
 Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
@@ -623,7 +644,7 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
       int64_t kh = node.kernel_h, kw = node.kernel_w, group_in = node.group_in, group_out = node.group_out;
       int64_t patch = kh * kw * group_in;
       int64_t pixels = oh * ow;
-      state.scratch.resize(static_cast<size_t>(pixels * patch));
+      EI_RETURN_IF_ERROR(reserve_scratch(state, static_cast<uint64_t>(pixels) * static_cast<uint64_t>(patch), index, node));
       float* columns = state.scratch.data();
       const float* bias = node.inputs[2] == kInvalidId ? nullptr : in(2);
       for (int64_t b = 0; b < batch; ++b) {
@@ -958,7 +979,7 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
       int64_t u = k_dims[k_dims.size() - 2], d = v_dims.back();
       // The leading dims, not numel / (t * c), which divides by zero for an empty query.
       int64_t heads = numel(Dims(q_dims.begin(), q_dims.end() - 2));
-      state.scratch.resize(static_cast<size_t>(t * (u + c)));
+      EI_RETURN_IF_ERROR(reserve_scratch(state, static_cast<uint64_t>(t) * static_cast<uint64_t>(u + c), index, node));
       float* logits = state.scratch.data();
       float* scaled = logits + t * u;
       for (int64_t h = 0; h < heads; ++h) {

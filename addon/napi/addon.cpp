@@ -352,12 +352,20 @@ class ExecuteWorker : public Napi::AsyncWorker {
   Napi::Promise promise() { return deferred_.Promise(); }
 
   void Execute() override {
-    auto result = program_->execute(method_, inputs_);
-    if (!result.ok()) {
-      status_ = result.status();
-      return;
+    // The core reports errors as Status values; an exception here is an allocation failure or
+    // a bug, and must not escape into the worker thread.
+    try {
+      auto result = program_->execute(method_, inputs_);
+      if (!result.ok()) {
+        status_ = result.status();
+        return;
+      }
+      outputs_ = std::move(result).value();
+    } catch (const std::bad_alloc&) {
+      status_ = Status(ErrorCode::kOutOfMemory, "method '" + method_ + "': out of memory");
+    } catch (const std::exception& error) {
+      status_ = Status(ErrorCode::kInternal, "method '" + method_ + "': " + error.what());
     }
-    outputs_ = std::move(result).value();
   }
 
   void OnOK() override {
@@ -412,6 +420,16 @@ class LoadWorker : public Napi::AsyncWorker {
   Napi::Promise promise() { return deferred_.Promise(); }
 
   void Execute() override {
+    try {
+      load();
+    } catch (const std::bad_alloc&) {
+      status_ = Status(ErrorCode::kOutOfMemory, (from_bytes_ ? std::string("<buffer>") : path_) + ": out of memory");
+    } catch (const std::exception& error) {
+      status_ = Status(ErrorCode::kInternal, (from_bytes_ ? std::string("<buffer>") : path_) + ": " + error.what());
+    }
+  }
+
+  void load() {
     auto result = from_bytes_ ? ei::Program::load_bytes(bytes_.data(), bytes_.size(), options_)
                               : ei::Program::load_file(path_, options_);
     bytes_.clear();
@@ -461,6 +479,10 @@ Napi::Value LoadProgram(const Napi::CallbackInfo& info) {
     if (object.Has("maxInstructions") && object.Get("maxInstructions").IsNumber()) {
       double limit = object.Get("maxInstructions").As<Napi::Number>().DoubleValue();
       if (limit >= 1) options.max_instructions = static_cast<uint64_t>(limit);
+    }
+    if (object.Has("maxMemory") && object.Get("maxMemory").IsNumber()) {
+      double limit = object.Get("maxMemory").As<Napi::Number>().DoubleValue();
+      if (limit >= 1) options.max_planned_bytes = static_cast<uint64_t>(limit);
     }
   }
   std::string path;

@@ -34,6 +34,7 @@ struct BackendInitContext {
   const NamedDataMap* named_data = nullptr;
   int threads = 0;                      // 0: all cores
   ThreadPool* pool = nullptr;           // the program's pool, for work done at load
+  uint64_t max_workspace_bytes = uint64_t{16} << 30;  // per call: intermediates and scratch
   // Tells the program that the backend copied these file bytes (packed weights, for example)
   // and will not read them again, so a memory-mapped file's pages can leave memory.
   std::function<void(const void* data, size_t size)> release_constant;

@@ -514,6 +514,7 @@ Status Program::prepare_delegates(MethodPlan& plan) {
       }
     }
     BackendInitContext context{payload, specs, named_data_.get(), options_.threads, pool_.get(),
+                               options_.max_planned_bytes,
                                [this](const void* data, size_t size) { source_->release(data, size); }};
     auto handle = backend->init(context);
     if (!handle.ok()) {

@@ -33,7 +33,8 @@ struct LoadOptions {
   bool allow_unsupported = false;
   int threads = 0;                                   // 0: all cores
   uint64_t max_instructions = 10'000'000;            // per execute() call
-  uint64_t max_planned_bytes = uint64_t{16} << 30;   // per method instance, all arenas together
+  // Per method instance, all arenas together; also each delegate call's workspace.
+  uint64_t max_planned_bytes = uint64_t{16} << 30;
 };
 
 // The parsed eh00 header that may follow the file identifier.
