@@ -27,6 +27,10 @@ export type ErrorCode =
   | 'ERR_NPY'
   | 'ERR_IMAGE_SOURCE'
   | 'ERR_ADDON_LOAD'
+  | 'ERR_MODEL_NOT_FOUND'
+  | 'ERR_MODEL_DOWNLOAD'
+  | 'ERR_MODEL_CHECKSUM'
+  | 'ERR_OFFLINE'
   | 'ERR_INTERNAL';
 
 export class EmbedImageError extends Error {

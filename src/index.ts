@@ -15,3 +15,25 @@ export {
   type Value,
 } from './program.js';
 export { decodeNpy, encodeNpy, readNpy, writeNpy } from './npy.js';
+export {
+  CLIP_VIT_BASE_PATCH32_IMAGE,
+  CLIP_VIT_BASE_PATCH32_IMAGE_QUANTIZED,
+  DEFAULT_MODEL,
+  KNOWN_MODELS,
+  cachePathForUrl,
+  defaultCacheDir,
+  formatBytes,
+  knownModelUrl,
+  listCache,
+  readCacheEntry,
+  resolveModel,
+  sha256File,
+  type CacheEntry,
+  type DownloadProgress,
+  type KnownModel,
+  type KnownModelName,
+  type ModelSourceObject,
+  type ModelSpec,
+  type ResolveModelOptions,
+  type ResolvedModel,
+} from './models.js';
