@@ -14,6 +14,7 @@ import { stat } from 'node:fs/promises';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 
 import { buildInspectReport, formatInspectReport } from './cli-inspect.js';
+import { registerModelsCommand } from './cli-models.js';
 import { runCommand } from './cli-run.js';
 import { EmbedImageError, type ErrorCode } from './errors.js';
 
@@ -185,6 +186,8 @@ function buildProgram(output: CliOutput, setStatus: (status: number) => void): C
       for (const line of lines) output.stdout(`${line}\n`);
       setStatus(0);
     });
+
+  registerModelsCommand(program, output, setStatus);
 
   return program;
 }
