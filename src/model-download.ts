@@ -284,7 +284,8 @@ export function createProgressBar(stream: NodeJS.WritableStream, label: string, 
         hideCursor: null,
         noTTYOutput: true,
         notTTYSchedule: intervalMs,
-        gracefulExit: true,
+        // cli-progress's own SIGINT handler would swallow Ctrl-C and let the download go on.
+        gracefulExit: false,
         emptyOnZero: true,
       });
       bar.start(totalBytes ?? 0, 0, payload({ receivedBytes: 0, totalBytes, bytesPerSecond: 0 }));
