@@ -26,6 +26,8 @@ export type ErrorCode =
   | 'ERR_DISPOSED'
   | 'ERR_NPY'
   | 'ERR_IMAGE_SOURCE'
+  | 'ERR_IMAGE_DECODE'
+  | 'ERR_IMAGE_TOO_LARGE'
   | 'ERR_ADDON_LOAD'
   | 'ERR_MODEL_NOT_FOUND'
   | 'ERR_MODEL_DOWNLOAD'

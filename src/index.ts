@@ -37,3 +37,17 @@ export {
   type ResolveModelOptions,
   type ResolvedModel,
 } from './models.js';
+export {
+  DEFAULT_MAX_PIXELS,
+  PREPROCESS_PROFILES,
+  decodeImage,
+  preprocess,
+  rawPixelsToRgb,
+  resizeLinear,
+  type DecodeOptions,
+  type PreprocessInput,
+  type PreprocessOptions,
+  type PreprocessProfile,
+  type PreprocessResult,
+  type RgbImage,
+} from './preprocess.js';

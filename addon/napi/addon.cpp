@@ -14,6 +14,7 @@
 #include "program_generated.h"
 #include "backends/blas.h"
 #include "backends/packed_gemm.h"
+#include "napi/preprocess.h"
 #include "runtime/backend.h"
 #include "runtime/kernel.h"
 #include "runtime/program.h"
@@ -563,6 +564,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("kernels", Napi::Function::New(env, Kernels));
   exports.Set("backends", Napi::Function::New(env, Backends));
   exports.Set("benchmarkLinear", Napi::Function::New(env, BenchmarkLinear));
+  ei::napi::register_preprocess(env, exports);
   return exports;
 }
 
