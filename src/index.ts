@@ -51,3 +51,27 @@ export {
   type PreprocessResult,
   type RgbImage,
 } from './preprocess.js';
+export {
+  DEFAULT_PROFILE,
+  ImageEmbeddings,
+  preprocessImage,
+  type EmbedManyOptions,
+  type EmbedManyProgress,
+  type EmbedManyResult,
+  type ForwardOptions,
+  type ImageEmbeddingsLoadOptions,
+  type PreprocessImageOptions,
+  type PreprocessedImage,
+} from './embeddings.js';
+export {
+  DEFAULT_SOURCE_OPTIONS,
+  resolveImageSource,
+  type DecodePath,
+  type ImageSource,
+  type PixelFormat,
+  type RawPixels,
+  type ResolvedSource,
+  type SourceKind,
+  type SourceOptions,
+} from './sources.js';
+export { formatFloat32 } from './cli-embed-output.js';
