@@ -134,7 +134,9 @@ export async function expandInputs(args: string[], cwd: string): Promise<Expande
       }
       await addGlobMatches(images);
     } else {
-      throw new EmbedImageError('ERR_FILE_NOT_FOUND', `${arg}: no such file or folder`);
+      // A bare word is more likely a mistyped command than a file name.
+      const hint = /^[a-z][a-z-]*$/.test(arg) ? ', and no command of that name (see "embed-image --help")' : '';
+      throw new EmbedImageError('ERR_FILE_NOT_FOUND', `${arg}: no such file or folder${hint}`);
     }
   }
 

@@ -13,8 +13,10 @@ import { stat } from 'node:fs/promises';
 
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 
+import { registerEmbedCommand } from './cli-embed.js';
 import { buildInspectReport, formatInspectReport } from './cli-inspect.js';
 import { registerModelsCommand } from './cli-models.js';
+import { registerPreprocessCommand } from './cli-preprocess.js';
 import { runCommand } from './cli-run.js';
 import { EmbedImageError, type ErrorCode } from './errors.js';
 
@@ -134,7 +136,7 @@ function buildProgram(output: CliOutput, setStatus: (status: number) => void): C
       });
 
   configure(program)
-    .description('Run ExecuTorch programs (.pte files) on Linux and macOS.')
+    .description('Embed images with react-native-executorch models and run ExecuTorch programs (.pte files) on Linux and macOS. Without a command, embed-image embeds its arguments: "embed-image photo.jpg".')
     .version(packageVersion(), '-V, --version', 'print the version of embed-image and exit')
     .helpOption('-h, --help', 'print this help and exit')
     .addHelpText('after', ROOT_HELP);
@@ -188,6 +190,8 @@ function buildProgram(output: CliOutput, setStatus: (status: number) => void): C
     });
 
   registerModelsCommand(program, output, setStatus);
+  registerEmbedCommand(program, output, setStatus);
+  registerPreprocessCommand(program, output, setStatus);
 
   return program;
 }
@@ -201,6 +205,13 @@ export async function main(argv: string[], output: CliOutput = processOutput): P
   const program = buildProgram(output, (value) => {
     status = value;
   });
+
+  // With embed as the default command, no arguments at all would read as embed without its
+  // inputs; the overview of all commands helps more.
+  if (argv.length <= 2) {
+    program.outputHelp({ error: true });
+    return 2;
+  }
 
   try {
     await program.parseAsync(argv, { from: 'node' });

@@ -173,9 +173,10 @@ describe('cli help and version', () => {
   });
 
   it('unknown command', async () => {
+    // embed is the default command, so an unknown word is taken for a missing image file.
     const result = await cli('frobnicate');
-    expect(result.status).toBe(2);
-    expectOneLineError(result, /unknown command 'frobnicate' \(see "embed-image --help"\)/);
+    expect(result.status).toBe(1);
+    expectOneLineError(result, /frobnicate: no such file or folder, and no command of that name \(see "embed-image --help"\)/);
   });
 
   it('unknown option', async () => {
