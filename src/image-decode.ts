@@ -50,33 +50,6 @@ function sharpReason(error: unknown): string {
   return error instanceof Error ? error.message.trim() : String(error);
 }
 
-/**
- * Returns whether a JPEG file has an Adobe APP14 segment before its first scan. libjpeg
- * returns the CMYK values of such files as stored (inverted, 255 = no ink), and libvips
- * inverts them; files without the segment reach both unchanged.
- */
-export function hasAdobeMarker(bytes: Uint8Array): boolean {
-  if (bytes.length < 4 || bytes[0] !== 0xff || bytes[1] !== 0xd8) return false;
-  let offset = 2;
-  while (offset + 4 <= bytes.length) {
-    if (bytes[offset] !== 0xff) return false;
-    const marker = bytes[offset + 1]!;
-    if (marker === 0xff) {
-      offset += 1; // fill byte
-      continue;
-    }
-    if (marker === 0xda || marker === 0xd9) return false; // start of scan, end of image
-    const length = (bytes[offset + 2]! << 8) | bytes[offset + 3]!;
-    if (length < 2) return false;
-    if (marker === 0xee && length >= 7) {
-      const id = String.fromCharCode(...bytes.subarray(offset + 4, offset + 9));
-      if (id === 'Adobe') return true;
-    }
-    offset += 2 + length;
-  }
-  return false;
-}
-
 /** Converts sharp's raw output of 1 to 4 channels to RGB as IMREAD_COLOR does. */
 function channelsToRgb(data: Uint8Array, pixels: number, channels: number): Uint8Array {
   if (channels === 3) return data;
@@ -136,8 +109,9 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}
 
   try {
     if (metadata.space === 'cmyk') {
-      // libvips keeps CMYK as loaded when the pipeline stays in CMYK; the RGB conversion is
-      // OpenCV's formula, applied natively.
+      // libvips keeps CMYK as loaded when the pipeline stays in CMYK, but inverted relative
+      // to libjpeg's output (255 = full ink), with or without an Adobe marker (libvips 8.17,
+      // measured). The RGB conversion is OpenCV's formula, applied natively.
       const { data, info } = await sharp(bytes, input)
         .rotate()
         .pipelineColourspace('cmyk')
@@ -149,7 +123,7 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}
       const cmyk = new Uint8Array(data.buffer, data.byteOffset, data.length);
       let rgb: Uint8Array;
       try {
-        rgb = await addon.cmykToRgb(cmyk, info.width, info.height, hasAdobeMarker(bytes));
+        rgb = await addon.cmykToRgb(cmyk, info.width, info.height, true);
       } catch (error) {
         throw fromNativeError(error);
       }

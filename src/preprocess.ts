@@ -1,9 +1,10 @@
 /**
- * The input tensor of react-native-executorch's image embeddings, reproduced bit for bit:
- * an RGB image resized to the model's input size with OpenCV's INTER_LINEAR arithmetic
- * (stretched, aspect ratio not kept, skipped when the size already matches), scaled to
- * [0, 1] and laid out as planar float32 [1, 3, height, width]. Mean/std normalization is
- * part of the model and is not applied here. docs/preprocessing.md has the details.
+ * The input tensor of react-native-executorch's image embeddings, reproduced bit for bit.
+ * The RGB image is resized to the model's input size with OpenCV's INTER_LINEAR arithmetic
+ * (stretched, aspect ratio not kept, skipped when the size already matches). It is then
+ * scaled to [0, 1] and laid out as planar float32 [1, 3, height, width]. Mean/std
+ * normalization is part of the model and is not applied here. docs/preprocessing.md has the
+ * details.
  */
 import sharp from 'sharp';
 
@@ -15,7 +16,7 @@ import type { PixelFormat, RawPixels } from './sources.js';
 export { DEFAULT_MAX_PIXELS, decodeImage, rawPixelsToRgb, type DecodeOptions, type RgbImage } from './image-decode.js';
 
 /**
- * How the tensor is computed:
+ * Preprocessing profile, the computation of the tensor:
  * - `rne-legacy`: react-native-executorch 0.5 to 0.9 (`useImageEmbeddings`,
  *   `ImageEmbeddingsModule`): OpenCV INTER_LINEAR, then `(double)v / 255` rounded to float.
  * - `rne`: OpenCV INTER_LINEAR, then `cv::Mat::convertTo(CV_32F, 1 / 255.0)`, which

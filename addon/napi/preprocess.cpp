@@ -124,6 +124,7 @@ Napi::Value ResizePixels(const Napi::CallbackInfo& info) {
   int64_t channels = integer_argument(info, 3, "channels");
   int64_t out_width = integer_argument(info, 4, "outWidth");
   int64_t out_height = integer_argument(info, 5, "outHeight");
+
   if (channels > 4) throw invalid_argument(env, "channels must be 1 to 4, got " + std::to_string(channels));
   if (width >= (int64_t{1} << 30) / channels || height >= (int64_t{1} << 30)) {
     throw invalid_argument(env, "image of " + std::to_string(width) + "x" + std::to_string(height) + " is too large");
@@ -132,6 +133,7 @@ Napi::Value ResizePixels(const Napi::CallbackInfo& info) {
     throw invalid_argument(env, "output size " + std::to_string(out_width) + "x" + std::to_string(out_height) +
                                     " is too large (each side at most " + std::to_string(kMaxOutputSide) + ")");
   }
+
   std::string scaling_name = info.Length() > 6 && info[6].IsString() ? info[6].As<Napi::String>().Utf8Value() : "";
   TensorScaling scaling;
   if (scaling_name == "none") {
@@ -146,6 +148,7 @@ Napi::Value ResizePixels(const Napi::CallbackInfo& info) {
   if (scaling != TensorScaling::kNone && channels != 3) {
     throw invalid_argument(env, "a tensor needs 3 channels, got " + std::to_string(channels));
   }
+
   uint64_t expected = static_cast<uint64_t>(width) * static_cast<uint64_t>(height) * static_cast<uint64_t>(channels);
   std::vector<uint8_t> pixels = bytes_argument(info, 0, "pixels", expected);
   auto* worker = new ResizeWorker(env, std::move(pixels), static_cast<int>(width), static_cast<int>(height),
@@ -181,8 +184,8 @@ class CmykWorker : public Napi::AsyncWorker {
 };
 
 // cmykToRgb(pixels, width, height, inverted) -> Promise<Uint8Array>
-// Converts interleaved CMYK to RGB as OpenCV's JPEG decoder does; `inverted` says that the
-// values are 255 minus libjpeg's (libvips inverts CMYK JPEGs that carry an Adobe marker).
+// Converts interleaved CMYK to RGB as OpenCV's JPEG decoder does. With `inverted` true, the
+// values are 255 minus libjpeg's, as libvips returns CMYK JPEGs.
 Napi::Value CmykToRgb(const Napi::CallbackInfo& info) {
   int64_t width = integer_argument(info, 1, "width");
   int64_t height = integer_argument(info, 2, "height");

@@ -7,7 +7,7 @@
 
 namespace ei::preprocess {
 
-// How 8-bit values become floats in the model input.
+// Conversion of 8-bit values to floats in the model input.
 enum class Scaling {
   // (double)v / 255.0 rounded to float: react-native-executorch's colorMatToVector
   // (mean 0, std 1) in 0.5 to 0.9.
@@ -19,8 +19,8 @@ enum class Scaling {
 // Converts `pixels` CMYK pixels to RGB with the integer formula of OpenCV's JPEG decoder
 // (icvCvt_CMYK2BGR_8u_C4C3R in OpenCV 4.x): for channel values c and k as libjpeg returns
 // them from an Adobe CMYK JPEG (stored inverted, 255 = no ink), R = k - ((255 - c) * k >> 8).
-// `inverted_input` says that the input holds 255 - (libjpeg's value), as libvips returns
-// CMYK JPEGs with an Adobe marker; those values are inverted back first.
+// With `inverted_input` true, the input contains 255 - (libjpeg's value), as libvips returns
+// CMYK JPEGs, and each value is inverted back first.
 void cmyk_to_rgb(const uint8_t* cmyk, size_t pixels, bool inverted_input, uint8_t* rgb);
 
 // Writes the interleaved RGB image `rgb` (height x width x 3) as planar float values

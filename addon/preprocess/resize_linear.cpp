@@ -134,7 +134,7 @@ void resize_linear_u8(const uint8_t* src, int src_width, int src_height, int cha
     for (int b = 0; b < 2; ++b) {
       if (buffered[b] == source_row) return buffers[b].data();
     }
-    // Replace the buffer that holds the lower row: rows only move down.
+    // Replace the buffer with the lower row, because rows only move down.
     int slot = buffered[0] < buffered[1] ? 0 : 1;
     filter_row(src + static_cast<size_t>(source_row) * src_stride, channels, columns, buffers[slot].data());
     buffered[slot] = source_row;
