@@ -13,6 +13,8 @@ import { stat } from 'node:fs/promises';
 
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 
+import { registerCompareCommand } from './cli-compare.js';
+import { registerGoldenCommand } from './cli-golden.js';
 import { registerEmbedCommand } from './cli-embed.js';
 import { buildInspectReport, formatInspectReport } from './cli-inspect.js';
 import { registerModelsCommand } from './cli-models.js';
@@ -192,6 +194,8 @@ function buildProgram(output: CliOutput, setStatus: (status: number) => void): C
   registerModelsCommand(program, output, setStatus);
   registerEmbedCommand(program, output, setStatus);
   registerPreprocessCommand(program, output, setStatus);
+  registerGoldenCommand(program, output, setStatus);
+  registerCompareCommand(program, output, setStatus);
 
   return program;
 }

@@ -35,12 +35,13 @@ export const GOLDEN_FORMAT = 'embed-image-golden';
 export const GOLDEN_VERSION = 1;
 
 /**
- * Defaults for checking a golden file with embed-image itself. Results are bitwise identical
- * run to run and for any thread count on one machine; other OpenBLAS kernels (other CPUs)
- * move ViT-B/32 embeddings by a max abs difference of about 1e-6 (measurements in
- * docs/golden-and-compare.md). A change in the 4th decimal of one element (1e-4) must fail.
+ * Defaults for checking a golden file with embed-image itself. On one machine the embeddings
+ * are bitwise identical run to run and for any thread count; other OpenBLAS kernels (as on
+ * other x86 CPUs) move a seeded ViT-B/32's embeddings by at most 2.2e-7 (max abs), measured as
+ * described in docs/golden-and-compare.md. 1e-5 leaves a 45x margin for that, and still fails
+ * a change in the 4th decimal (1e-4) of a single element.
  */
-export const GOLDEN_DEFAULTS = { minCosine: 0.99999, maxAbs: 1e-5 };
+export const GOLDEN_DEFAULTS = { minCosine: 0.999999, maxAbs: 1e-5 };
 
 export interface GoldenImage {
   path: string;
