@@ -260,7 +260,9 @@ export async function runEmbed(inputs: string[], options: EmbedCliOptions, outpu
     const emit = async (outcome: ItemOutcome, index: number): Promise<void> => {
       const item = items[index]!;
       if (!outcome.ok) {
-        const message = outcome.error.message.includes(item.name) ? outcome.error.message : `${item.name}: ${outcome.error.message}`;
+        // Decoder reasons can span lines; one line per failure keeps the report greppable.
+        const reason = outcome.error.message.replace(/\s*\n\s*/g, '; ');
+        const message = reason.includes(item.name) ? reason : `${item.name}: ${reason}`;
         reporter.line(`embed-image: ${message} (error code ${outcome.error.code})`);
         return;
       }
@@ -337,7 +339,18 @@ export function registerEmbedCommand(program: Command, output: CliOutput, setSta
     .option('-q, --quiet', 'print no progress bar, notes or summary; failures are still reported (default: off)')
     .addHelpText('after', EMBED_HELP)
     .action(async (inputs: string[], options: EmbedCliOptions) => {
-      setStatus(await runEmbed(inputs, options, output));
+      // When the reader of stdout goes away (as with "| head"), stop with one line, not a stack trace.
+      const onStdoutError = (error: NodeJS.ErrnoException): void => {
+        if (error.code !== 'EPIPE') throw error;
+        output.stderr('embed-image: stdout was closed before every record was written\n');
+        process.exit(1);
+      };
+      process.stdout.on('error', onStdoutError);
+      try {
+        setStatus(await runEmbed(inputs, options, output));
+      } finally {
+        process.stdout.off('error', onStdoutError);
+      }
     });
   return command;
 }
