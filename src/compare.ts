@@ -340,7 +340,7 @@ export function matchRecords(a: VectorSet, b: VectorSet, mode: MatchMode = 'auto
 // Metrics
 
 export interface PairMetrics {
-  /** Cosine similarity, or NaN when a vector has zero norm or holds a NaN. */
+  /** Cosine similarity, or NaN when a vector has zero norm or contains a NaN. */
   cosine: number;
   /** Largest |a[i] - b[i]|. */
   maxAbs: number;
@@ -350,7 +350,7 @@ export interface PairMetrics {
   l2: number;
   normA: number;
   normB: number;
-  /** Whether either vector holds a NaN or an infinity. */
+  /** Whether either vector contains a NaN or an infinity. */
   nonFinite: boolean;
 }
 
@@ -479,7 +479,7 @@ export function evaluatePairs(pairs: RecordPair[], tolerance: Tolerance, labels:
     const metrics = pairMetrics(pair.a.embedding, pair.b.embedding);
     const failures: PairFailure[] = [];
     if (metrics.nonFinite) {
-      failures.push({ kind: 'non-finite', message: 'a vector holds NaN or an infinity' });
+      failures.push({ kind: 'non-finite', message: 'a vector contains NaN or an infinity' });
     } else {
       if (!(metrics.cosine >= tolerance.minCosine)) {
         failures.push({ kind: 'cosine', message: `cosine ${formatNumber(metrics.cosine, 8)} is below ${tolerance.minCosine}` });
