@@ -85,16 +85,18 @@ beforeAll(() => {
   }
   writeFileSync(path.join(root, 'photos', 'notes.txt'), 'not an image, and not picked up by the folder walk');
   writeFileSync(path.join(root, 'photo.png'), patternPng(80, 60, 1000));
+  // A real photo: scikit-image's "chelsea" (see fixtures/images/README.md).
+  writeFileSync(path.join(root, 'chelsea.png'), readFileSync(path.join(repoRoot, 'fixtures', 'images', 'chelsea.png')));
 });
 
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-describe('one image', () => {
+describe('one photo', () => {
   let record: JsonRecord;
   let stdout = '';
 
   beforeAll(async () => {
-    const result = await embed(['photo.png']);
+    const result = await embed(['chelsea.png']);
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
     stdout = result.stdout;
@@ -106,8 +108,8 @@ describe('one image', () => {
   });
 
   it('records the file and model hashes', () => {
-    expect(record.path).toBe('photo.png');
-    expect(record.sha256).toBe(sha256(readFileSync(path.join(root, 'photo.png'))));
+    expect(record.path).toBe('chelsea.png');
+    expect(record.sha256).toBe(sha256(readFileSync(path.join(root, 'chelsea.png'))));
     expect(record.model).toEqual({ name: 'clip-tiny.pte', sha256: sha256(readFileSync(model)) });
   });
 
@@ -132,7 +134,7 @@ describe('one image', () => {
   it('equals preprocess plus run bit for bit', async () => {
     const tensorFile = path.join(root, 'photo-input.npy');
     const outputFile = path.join(root, 'photo-embedding.npy');
-    const preprocessed = await runCli(['preprocess', 'photo.png', '--model', model, '--out', tensorFile], root);
+    const preprocessed = await runCli(['preprocess', 'chelsea.png', '--model', model, '--out', tensorFile], root);
     expect(preprocessed.status).toBe(0);
     const ran = await runCli(['run', model, '--input', tensorFile, '--output', outputFile], root);
     expect(ran.status).toBe(0);
@@ -143,7 +145,7 @@ describe('one image', () => {
 
   it('matches the float64 reference', async () => {
     const tensorFile = path.join(root, 'photo-reference-input.npy');
-    const preprocessed = await runCli(['preprocess', 'photo.png', '--size', '64x64', '--out', tensorFile], root);
+    const preprocessed = await runCli(['preprocess', 'chelsea.png', '--size', '64x64', '--out', tensorFile], root);
     expect(preprocessed.status).toBe(0);
     const tensor = await readNpy(tensorFile);
     expect(tensor.shape).toEqual([1, 3, 64, 64]);
@@ -154,7 +156,7 @@ describe('one image', () => {
 
   it('writes the resized image with --u8', async () => {
     const u8File = path.join(root, 'photo-u8.npy');
-    const result = await runCli(['preprocess', 'photo.png', '--size', '32x48', '--out', path.join(root, 'photo-small.npy'), '--u8', u8File], root);
+    const result = await runCli(['preprocess', 'chelsea.png', '--size', '32x48', '--out', path.join(root, 'photo-small.npy'), '--u8', u8File], root);
     expect(result.status).toBe(0);
     const resized = await readNpy(u8File);
     expect(resized.dtype).toBe('uint8');
