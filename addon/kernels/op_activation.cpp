@@ -43,7 +43,8 @@ EI_DECLARE_KERNEL(relu_out) {
   Args args("aten::relu.out", values);
   EI_RETURN_IF_ERROR(args.check_count(2, 1));
   EI_ASSIGN_OR_RETURN(auto tensors, read_same_dtype(args, 1));
-  auto [a, out] = tensors;
+  Tensor* a = tensors.first;
+  Tensor* out = tensors.second;
   return dispatch<DtypeSet::kReal>(a->dtype, args.op(), "self", [&]<typename T>() {
     return unary_map<T, T>(args, *a, *out, [](T x) { return x < T(0) ? T(0) : x; });
   });
@@ -53,7 +54,8 @@ EI_DECLARE_KERNEL(gelu_out) {
   Args args("aten::gelu.out", values);
   EI_RETURN_IF_ERROR(args.check_count(3, 1));
   EI_ASSIGN_OR_RETURN(auto tensors, read_same_dtype(args, 2));
-  auto [a, out] = tensors;
+  Tensor* a = tensors.first;
+  Tensor* out = tensors.second;
   EI_ASSIGN_OR_RETURN(std::optional<std::string_view> approximate, args.optional_string(1, "approximate"));
   const std::string_view mode = approximate.value_or("none");
   if (mode != "none" && mode != "tanh") {
@@ -82,7 +84,8 @@ EI_DECLARE_KERNEL(hardtanh_out) {
   Args args("aten::hardtanh.out", values);
   EI_RETURN_IF_ERROR(args.check_count(4, 1));
   EI_ASSIGN_OR_RETURN(auto tensors, read_same_dtype(args, 3));
-  auto [a, out] = tensors;
+  Tensor* a = tensors.first;
+  Tensor* out = tensors.second;
   EI_ASSIGN_OR_RETURN(Scalar min_val, args.scalar(1, "min_val"));
   EI_ASSIGN_OR_RETURN(Scalar max_val, args.scalar(2, "max_val"));
   return dispatch<DtypeSet::kReal>(a->dtype, args.op(), "self", [&]<typename T>() {
@@ -96,7 +99,8 @@ EI_DECLARE_KERNEL(hardswish_out) {
   Args args("aten::hardswish.out", values);
   EI_RETURN_IF_ERROR(args.check_count(2, 1));
   EI_ASSIGN_OR_RETURN(auto tensors, read_same_dtype(args, 1));
-  auto [a, out] = tensors;
+  Tensor* a = tensors.first;
+  Tensor* out = tensors.second;
   return dispatch<DtypeSet::kFloating>(a->dtype, args.op(), "self", [&]<typename T>() {
     // x * relu6(x + 3) / 6
     return unary_map<T, T>(args, *a, *out, [](T x) { return x * clamp_value(x + T(3), T(0), T(6)) / T(6); });
@@ -107,7 +111,8 @@ EI_DECLARE_KERNEL(hardsigmoid_out) {
   Args args("aten::hardsigmoid.out", values);
   EI_RETURN_IF_ERROR(args.check_count(2, 1));
   EI_ASSIGN_OR_RETURN(auto tensors, read_same_dtype(args, 1));
-  auto [a, out] = tensors;
+  Tensor* a = tensors.first;
+  Tensor* out = tensors.second;
   return dispatch<DtypeSet::kFloating>(a->dtype, args.op(), "self", [&]<typename T>() {
     // relu6(x + 3) / 6
     return unary_map<T, T>(args, *a, *out, [](T x) { return clamp_value(x + T(3), T(0), T(6)) / T(6); });
@@ -118,7 +123,8 @@ EI_DECLARE_KERNEL(leaky_relu_out) {
   Args args("aten::leaky_relu.out", values);
   EI_RETURN_IF_ERROR(args.check_count(3, 1));
   EI_ASSIGN_OR_RETURN(auto tensors, read_same_dtype(args, 2));
-  auto [a, out] = tensors;
+  Tensor* a = tensors.first;
+  Tensor* out = tensors.second;
   EI_ASSIGN_OR_RETURN(Scalar slope_value, args.scalar(1, "negative_slope"));
   return dispatch<DtypeSet::kFloating>(a->dtype, args.op(), "self", [&]<typename T>() {
     const T slope = slope_value.to<T>();
@@ -130,7 +136,8 @@ EI_DECLARE_KERNEL(elu_out) {
   Args args("aten::elu.out", values);
   EI_RETURN_IF_ERROR(args.check_count(5, 1));
   EI_ASSIGN_OR_RETURN(auto tensors, read_same_dtype(args, 4));
-  auto [a, out] = tensors;
+  Tensor* a = tensors.first;
+  Tensor* out = tensors.second;
   EI_ASSIGN_OR_RETURN(Scalar alpha_value, args.scalar(1, "alpha"));
   EI_ASSIGN_OR_RETURN(Scalar scale_value, args.scalar(2, "scale"));
   EI_ASSIGN_OR_RETURN(Scalar input_scale_value, args.scalar(3, "input_scale"));
