@@ -13,6 +13,18 @@ namespace {
 
 using flatbuffers::uoffset_t;
 
+// Kernels read bool elements as C++ bool, for which only the bytes 0 and 1 are valid. Bytes
+// entering from a file or a caller are normalized to 0/1 on the way in. NOTE: a program that
+// plans a bool tensor over another dtype's memory can still hand kernels other bytes; the
+// results are then unspecified but stay within the tensors' memory.
+void normalize_bools(void* data, size_t count) {
+  auto* bytes = static_cast<uint8_t*>(data);
+  for (size_t i = 0; i < count; ++i) {
+    if (bytes[i] > 1) bytes[i] = 1;
+  }
+}
+
+
 constexpr std::string_view kXnnpackBackendId = "XnnpackBackend";
 
 ValueMeta meta_of(const ValueTemplate& value, const std::vector<TensorTemplate>& tensors) {
@@ -368,6 +380,11 @@ Status Program::check_values(MethodPlan& plan) {
       tensor.data = const_cast<uint8_t*>(bytes.value());
       tensor.capacity = nbytes;
       tensor.is_constant = true;
+      // The file is mapped copy-on-write, so fixing a stray byte touches only a private page.
+      if (tensor.dtype == ScalarType::kBool) {
+        const uint8_t* begin = bytes.value();
+        if (std::any_of(begin, begin + nbytes, [](uint8_t b) { return b > 1; })) normalize_bools(tensor.data, nbytes);
+      }
     }
   }
   return Status::Ok();
@@ -545,7 +562,10 @@ Result<std::unique_ptr<MethodInstance>> Program::create_instance(MethodPlan& pla
     Tensor& tensor = instance->tensors.emplace_back(entry.tensor);
     if (entry.memory_id >= 0) {
       tensor.data = instance->arenas[static_cast<size_t>(entry.memory_id)].get() + entry.offset;
-      if (entry.initial != nullptr) std::memcpy(tensor.data, entry.initial, tensor.capacity);
+      if (entry.initial != nullptr) {
+        std::memcpy(tensor.data, entry.initial, tensor.capacity);
+        if (tensor.dtype == ScalarType::kBool) normalize_bools(tensor.data, tensor.capacity);
+      }
     }
   }
 
@@ -638,6 +658,7 @@ Status bind_input(size_t index, const ValueMeta& meta, EValue& value, const IoVa
         }
       }
       copy_from_contiguous(tensor, input.bytes.get());
+      if (tensor.dtype == ScalarType::kBool) normalize_bools(tensor.data, nbytes);
       return Status::Ok();
     }
     case Tag::kInt:
