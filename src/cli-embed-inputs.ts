@@ -16,7 +16,7 @@ export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
 ]);
 
 export interface InputItem {
-  /** How records and messages name the input: the path relative to the working directory with "/" separators, or the URL. */
+  /** Name of the input in records and messages: its path relative to the working directory with "/" separators, or the URL. */
   name: string;
   /** The absolute file path, or the URL. */
   location: string;
@@ -84,7 +84,7 @@ async function walkFolder(folder: string, visited: Set<string>, add: (file: stri
  * walked for files with an image extension. An argument that is not an existing path and
  * contains glob syntax is matched with tinyglobby, keeping image files only and each real
  * file once. An http(s) URL is kept as it is. Anything else is an error (ERR_FILE_NOT_FOUND), as is an input that
- * yields no image. The result is sorted by name and holds each file once.
+ * yields no image. The result is sorted by name and contains each file once.
  */
 export async function expandInputs(args: string[], cwd: string): Promise<ExpandedInputs> {
   const byLocation = new Map<string, InputItem>();
@@ -94,7 +94,7 @@ export async function expandInputs(args: string[], cwd: string): Promise<Expande
     const absolute = path.resolve(cwd, file);
     if (!byLocation.has(absolute)) byLocation.set(absolute, { name: recordName(absolute, cwd), location: absolute, kind: 'file' });
   };
-  // Glob matches through symbolic links can name one file several times; the first name in
+  // Glob matches through symbolic links can name one file several times. The first name in
   // sorted order is kept.
   const globbedRealPaths = new Set<string>();
   const addGlobMatches = async (matches: string[]): Promise<void> => {
@@ -150,7 +150,7 @@ export interface Shard {
   count: number;
 }
 
-/** Parses "I/N" (1 <= I <= N); throws ERR_INVALID_ARGUMENT otherwise. */
+/** Parses "I/N" with 1 <= I <= N, or throws ERR_INVALID_ARGUMENT. */
 export function parseShard(text: string): Shard {
   const match = /^(\d+)\/(\d+)$/.exec(text.trim());
   const index = Number(match?.[1]);

@@ -1,7 +1,8 @@
 /**
- * Output of the embed command: embedding records, their JSON form with float32 values that
- * read back to the identical bits, the journal that makes `--resume` work after a crash, and
- * the final JSON, JSONL or .npy files, each written to a temporary file and renamed into place.
+ * Output of the embed command: embedding records and their JSON form, whose float32 values
+ * read back to the identical bits. Also the journal that makes `--resume` work after a crash,
+ * and the final JSON, JSONL or .npy files, each written to a temporary file and renamed into
+ * place.
  *
  * Journal: with `--out FILE`, each finished record is appended as one JSON line, in one
  * write() call, to FILE.partial, which is flushed to disk (fsync) every few records. FILE
@@ -126,7 +127,7 @@ export function parseRecordLine(line: string, label: string): EmbeddingRecord {
   return recordFromValue(value, label);
 }
 
-/** Returns the format for --out FILE from its extension, or undefined when it tells nothing. */
+/** Returns the format for --out FILE from its extension, or undefined for other extensions. */
 export function formatFromExtension(file: string): OutputFormat | undefined {
   const extension = path.extname(file).toLowerCase();
   if (extension === '.jsonl' || extension === '.ndjson') return 'jsonl';
@@ -135,7 +136,7 @@ export function formatFromExtension(file: string): OutputFormat | undefined {
   return undefined;
 }
 
-/** The file beside FILE.npy that holds its records without embeddings: FILE.json. */
+/** Returns the index file beside FILE.npy, FILE.json, which contains the records without embeddings. */
 export function npyIndexPath(file: string): string {
   return `${file.replace(/\.npy$/i, '')}.json`;
 }
@@ -190,7 +191,7 @@ export function renderOutput(format: OutputFormat, records: EmbeddingRecord[]): 
   };
 }
 
-/** Writes the final output atomically; for npy the index is written first, then the matrix. */
+/** Writes the final output atomically. For npy the index is written first, then the matrix. */
 export async function writeOutput(file: string, format: OutputFormat, records: EmbeddingRecord[]): Promise<void> {
   const rendered = renderOutput(format, records);
   if (rendered.index !== undefined) await writeFileAtomic(npyIndexPath(file), rendered.index);
@@ -258,8 +259,8 @@ export async function readOutput(file: string, format: OutputFormat): Promise<Em
 
 /**
  * The append-only journal FILE.partial. Each record is one JSON line written with a single
- * write() call; the file is flushed to disk every JOURNAL_SYNC_RECORDS records or
- * JOURNAL_SYNC_MS milliseconds, and when it is closed.
+ * write() call. The file is flushed to disk after JOURNAL_SYNC_RECORDS records, after a record
+ * that comes JOURNAL_SYNC_MS milliseconds or more after the last flush, and when it is closed.
  */
 export class RecordJournal {
   readonly file: string;
@@ -273,9 +274,9 @@ export class RecordJournal {
   }
 
   /**
-   * Opens the journal. With `resume`, the records already in it are returned, after a torn
-   * last line (one without its newline, from a killed run) is cut off; lines that do not parse
-   * are counted in `dropped`. Without `resume`, the journal starts empty.
+   * Opens the journal. With `resume`, it returns the records already in it and cuts off a torn
+   * last line (one without its newline, from a killed run). Lines that do not parse are counted
+   * in `dropped`. Without `resume`, the journal starts empty.
    */
   static async open(file: string, resume: boolean): Promise<{ journal: RecordJournal; records: EmbeddingRecord[]; dropped: number }> {
     const records: EmbeddingRecord[] = [];
@@ -331,7 +332,7 @@ export class RecordJournal {
     }
   }
 
-  /** Closes and deletes the journal, once the final output holds its records. */
+  /** Closes and deletes the journal, once the final output contains its records. */
   async remove(): Promise<void> {
     await this.#handle.close().catch(() => undefined);
     await unlink(this.file).catch((error: NodeJS.ErrnoException) => {

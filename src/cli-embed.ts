@@ -1,8 +1,8 @@
 /**
  * The main job, `embed-image [options] <inputs...>`: embeds image files, folders, glob matches
  * and URLs, and writes one record per image as JSON, JSONL or .npy. Errors that stop the whole
- * run propagate to `main` in cli.ts; an image that fails is reported on stderr, counted, and
- * makes the exit status 1 without stopping the run.
+ * run propagate to `main` in cli.ts. An image that fails is reported on stderr and counted, and
+ * it makes the exit status 1 without stopping the run.
  */
 import { createHash } from 'node:crypto';
 import { access, readFile } from 'node:fs/promises';
@@ -157,7 +157,7 @@ async function exists(file: string): Promise<boolean> {
   );
 }
 
-/** Picks the output format from --format, else the --out extension, else the input count. */
+/** Picks the output format from --format, else the --out extension, else JSONL. */
 function chooseFormat(options: EmbedCliOptions): OutputFormat {
   if (options.format) return options.format;
   if (options.out) return formatFromExtension(options.out) ?? 'jsonl';
@@ -188,7 +188,7 @@ async function loadResumeRecords(out: string, format: OutputFormat, previous: Em
 
 type ItemOutcome = { ok: true; record: EmbeddingRecord; reused: boolean } | { ok: false; error: EmbedImageError };
 
-/** Runs the embed command; returns the exit status (0, or 1 when an image failed). */
+/** Runs the embed command and returns the exit status: 0, or 1 when an image failed. */
 export async function runEmbed(inputs: string[], options: EmbedCliOptions, output: CliOutput): Promise<number> {
   const started = Date.now();
   const format = chooseFormat(options);
@@ -260,7 +260,7 @@ export async function runEmbed(inputs: string[], options: EmbedCliOptions, outpu
     const emit = async (outcome: ItemOutcome, index: number): Promise<void> => {
       const item = items[index]!;
       if (!outcome.ok) {
-        // Decoder reasons can span lines; one line per failure keeps the report greppable.
+        // Decoder reasons can span lines, but one line per failure keeps the report greppable.
         const reason = outcome.error.message.replace(/\s*\n\s*/g, '; ');
         const message = reason.includes(item.name) ? reason : `${item.name}: ${reason}`;
         reporter.line(`embed-image: ${message} (error code ${outcome.error.code})`);

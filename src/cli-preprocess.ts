@@ -1,7 +1,7 @@
 /**
  * `embed-image preprocess IMAGE --out X.npy`: writes the exact float32 [1, 3, H, W] tensor that
- * the embed command passes to the model for IMAGE, and optionally the resized uint8 image, so
- * the two halves of an embedding (preprocessing and the model run) can be checked apart.
+ * the embed command passes to the model for IMAGE, and optionally the resized uint8 image.
+ * Preprocessing and the model run can then be checked apart.
  */
 import { Command, InvalidArgumentError } from 'commander';
 
@@ -79,7 +79,7 @@ export function registerPreprocessCommand(program: Command, output: CliOutput, s
     .option('--size <HxW>', `input size HEIGHTxWIDTH in pixels (default: the --model input size, else ${DEFAULT_SIZE.height}x${DEFAULT_SIZE.width})`, parseSize)
     .addHelpText('after', PREPROCESS_HELP)
     .action(async (image: string, options: PreprocessCliOptions, self: Command) => {
-      // --model has a default for the embed command; here only an explicit one sets the size.
+      // --model has a default for the embed command, but here only an explicit one sets the size.
       if (self.getOptionValueSource('model') === 'default') delete options.model;
       if (options.size && options.model !== undefined) {
         throw new EmbedImageError('ERR_INVALID_ARGUMENT', 'pass --size or --model, not both: the size comes from one of them');

@@ -21,7 +21,7 @@ export interface ImageEmbeddingsLoadOptions {
   modelSource: ModelSpec;
   /** Preprocessing profile (default 'rne-legacy'). */
   profile?: PreprocessProfile;
-  /** Worker threads for kernels and delegates; 0 (default) means one per CPU core. */
+  /** Worker threads for kernels and delegates, where 0 (the default) means one per CPU core. */
   threads?: number;
   /** Options for finding or downloading the model (cache folder, offline mode and the like). */
   resolve?: ResolveModelOptions;
@@ -71,7 +71,7 @@ export interface EmbedManyOptions {
   onProgress?: (progress: EmbedManyProgress) => void;
   /** Called with each result in input order, as soon as it and all results before it are done. */
   onResult?: (result: EmbedManyResult) => void | Promise<void>;
-  /** Stops starting new sources when signalled; sources not started are reported as failed. */
+  /** Stops starting new sources when signalled. Sources not started are reported as failed. */
   signal?: AbortSignal;
 }
 
@@ -250,7 +250,7 @@ export class ImageEmbeddings {
 
   /**
    * Embeds many images with up to `concurrency` at once. Resolves to one result per source,
-   * in input order; a source that fails becomes a failed result and does not stop the others.
+   * in input order. A source that fails becomes a failed result and does not stop the others.
    */
   async embedMany(sources: readonly ImageSource[], options: EmbedManyOptions = {}): Promise<EmbedManyResult[]> {
     this.#loaded();
@@ -258,7 +258,7 @@ export class ImageEmbeddings {
     const task = async (source: ImageSource, index: number): Promise<EmbedManyResult> => {
       let result: EmbedManyResult;
       try {
-        if (options.signal?.aborted) throw new EmbedImageError('ERR_INVALID_ARGUMENT', 'aborted before this image was started');
+        if (options.signal?.aborted) throw new EmbedImageError('ERR_INVALID_ARGUMENT', 'the signal aborted the batch before this image was started');
         result = { index, ok: true, embedding: await this.forward(source) };
       } catch (error) {
         result = { index, ok: false, error: asEmbedImageError(error) };
@@ -271,7 +271,7 @@ export class ImageEmbeddings {
     return mapOrdered(sources, options.concurrency ?? 2, task, (result) => options.onResult?.(result));
   }
 
-  /** Releases the model. Calls in flight finish first; later calls fail with ERR_DISPOSED. */
+  /** Releases the model. Calls in flight finish first, and later calls fail with ERR_DISPOSED. */
   delete(): void {
     this.#program?.dispose();
     this.#program = undefined;

@@ -315,8 +315,8 @@ async function resolveString(text: string, options: SourceOptions): Promise<Reso
   } catch (error) {
     if (!(error instanceof EmbedImageError) || error.code !== 'ERR_FILE_NOT_FOUND') throw error;
     const compact = text.replace(/\s+/g, '');
-    // Like react-native-executorch, a string that is no URI is decoded as base64; here only
-    // when it is not an existing file and decodes to the start of a known image format.
+    // react-native-executorch decodes any string that is no URI as base64. Here that happens
+    // only when no such file exists and the bytes start like a known image format.
     const bytes = compact.length >= MIN_BARE_BASE64_LENGTH ? decodeBase64Strict(compact) : undefined;
     if (bytes && hasImageSignature(bytes)) return { kind: 'base64', label: '<base64 image>', decodePath: 'imdecode', bytes };
     throw new EmbedImageError('ERR_FILE_NOT_FOUND', `${label}: file not found (and not base64 of a PNG, JPEG, GIF, WebP, BMP, TIFF, HEIF/AVIF or PNM image)`, { cause: error });

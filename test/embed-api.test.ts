@@ -216,7 +216,8 @@ describe('embedMany', () => {
 
   it('reports the failure code', async () => {
     const [result] = await embeddings.embedMany([path.join(folder, 'missing.png')]);
-    expect(result?.ok === false && result.error.code).toBe('ERR_FILE_NOT_FOUND');
+    expect(result?.ok).toBe(false);
+    expect(result?.ok === false ? result.error.code : undefined).toBe('ERR_FILE_NOT_FOUND');
   });
 });
 

@@ -20,7 +20,7 @@ const model = path.join(repoRoot, 'fixtures', 'models', 'clip-tiny.pte');
 const config = parseClipConfig(JSON.parse(readFileSync(path.join(repoRoot, 'fixtures', 'models', 'clip-tiny.config.json'), 'utf8')));
 const root = mkdtempSync(path.join(tmpdir(), 'embed-cli-'));
 
-/** photos/ holds 150 PNGs of which three are corrupt, and photos/more/ 50 good ones. */
+/** photos/ contains 150 PNGs of which three are corrupt, and photos/more/ 50 good ones. */
 const corrupt = new Map<string, Buffer>([
   ['photos/img-030.png', Buffer.from('this is not an image')],
   ['photos/img-077.png', patternPng(20, 20, 77).subarray(0, 40)],

@@ -128,7 +128,8 @@ describe('strict base64', () => {
     ['URL-safe', '-_-_', Buffer.from('fbffbf', 'hex').toString('latin1')],
   ])('decodes %s text', (_, text, expected) => {
     const bytes = decodeBase64Strict(text);
-    expect(bytes && Buffer.from(bytes).toString('latin1')).toBe(expected);
+    expect(bytes).toBeDefined();
+    expect(Buffer.from(bytes ?? []).toString('latin1')).toBe(expected);
   });
 
   it.each([
@@ -163,7 +164,8 @@ describe('binary sources', () => {
 
   it('accepts Uint8ClampedArray pixels', async () => {
     const resolved = await resolveImageSource({ data: new Uint8ClampedArray(4) as unknown as Uint8Array, width: 2, height: 2, format: 'gray' });
-    expect(resolved.kind === 'pixels' && resolved.pixels.data instanceof Uint8Array).toBe(true);
+    expect(resolved.kind).toBe('pixels');
+    expect(resolved.kind === 'pixels' ? resolved.pixels.data : undefined).toBeInstanceOf(Uint8Array);
   });
 
   it('rejects raw pixels of the wrong length', async () => {
@@ -216,7 +218,7 @@ describe('http sources', () => {
         for (let i = 0; i < 10; i++) response.write(Buffer.alloc(1000));
         response.end();
       } else if (route === '/slow') {
-        // Never answers; the client's time limit ends the request.
+        // No response is sent, so the client's time limit ends the request.
       } else if (route === '/slow-body') {
         response.writeHead(200, { 'content-length': 100 });
         response.write(Buffer.alloc(10));
