@@ -4,6 +4,8 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -282,6 +284,20 @@ describe('output formats', () => {
     expect(index.map((entry) => entry.row)).toEqual(records.map((_, row) => row));
   });
 
+  it('resumes from npy and its index', async () => {
+    const before = readFileSync(path.join(root, 'more.npy'));
+    const result = await embed(['photos/more', '--out', 'more.npy', '--resume']);
+    expect(result.status).toBe(0);
+    expect(result.stderr).toContain('embedded 50 of 50 images (50 reused from more.npy)');
+    expect(readFileSync(path.join(root, 'more.npy')).equals(before)).toBe(true);
+  });
+
+  it('resumes from a JSON array', async () => {
+    const result = await embed(['photos/more', '--out', 'more-records.json', '--resume']);
+    expect(result.stderr).toContain('(50 reused from more-records.json)');
+    expect(JSON.parse(readFileSync(path.join(root, 'more-records.json'), 'utf8'))).toEqual(records);
+  });
+
   it('prints an array for --format json', async () => {
     const result = await embed(['photo.png', '--format', 'json']);
     expect(result.status).toBe(0);
@@ -291,6 +307,34 @@ describe('output formats', () => {
   it('takes a glob pattern', async () => {
     const result = await embed(['photos/more/*.png', '--quiet']);
     expect(result.stdout.trim().split('\n')).toHaveLength(50);
+  });
+});
+
+describe('http inputs', () => {
+  it('embeds a URL and reports a 404', async () => {
+    const png = patternPng(30, 20, 2024);
+    const server = createServer((request, response) => {
+      if (request.url === '/cat.png') {
+        response.writeHead(200, { 'content-type': 'image/png' });
+        response.end(png);
+      } else {
+        response.writeHead(404);
+        response.end();
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const result = await embed([`${base}/cat.png`, `${base}/missing.png`, '--quiet']);
+      expect(result.status).toBe(1);
+      const [record] = result.stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as JsonRecord);
+      expect(record?.path).toBe(`${base}/cat.png`);
+      expect(record?.sha256).toBe(sha256(png));
+      expect(result.stderr).toContain(`${base}/missing.png: HTTP 404`);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
 
