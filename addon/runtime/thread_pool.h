@@ -49,16 +49,15 @@ class ThreadPool {
 
   std::atomic<int> callers_{0};
   std::vector<std::thread> workers_;
-  std::mutex call_mutex_;
-  std::mutex mutex_;
+  std::mutex call_mutex_;  // held by the caller whose loop the workers run
+  std::mutex mutex_;       // guards sleeping on start_
   std::condition_variable start_;
-  std::condition_variable done_;
-  const std::function<void(size_t, size_t)>* body_ = nullptr;
-  size_t count_ = 0;
-  size_t chunks_ = 0;
-  size_t pending_ = 0;
-  uint64_t generation_ = 0;
-  bool stopping_ = false;
+  std::atomic<const std::function<void(size_t, size_t)>*> body_{nullptr};
+  std::atomic<size_t> count_{0};
+  std::atomic<size_t> chunks_{0};
+  std::atomic<size_t> pending_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stopping_{false};
 };
 
 // Runs body over [0, count) on `pool` when it is worth it, else on the calling thread.
