@@ -124,7 +124,8 @@ class Reporter {
       {
         stream: process.stderr,
         format: 'embedding [{bar}] {value}/{total} images | {failed} failed | {duration_formatted} elapsed, {eta_formatted} left',
-        hideCursor: true,
+        // A hidden cursor would stay hidden if the process is killed while the bar is drawn.
+        hideCursor: null,
         clearOnComplete: true,
       },
       cliProgress.Presets.shades_classic,
@@ -272,9 +273,21 @@ export async function runEmbed(inputs: string[], options: EmbedCliOptions, outpu
       if (!options.out && format === 'jsonl' && !singleObject) output.stdout(`${serializeRecord(outcome.record)}\n`);
     };
 
+    // Ctrl-C stops the run at once, and the journal keeps every record written so far. The
+    // signal is raised again with the default action, because process.exit() would wait for a
+    // worker thread blocked in a read (of a FIFO or a stalled network file system).
+    const onInterrupt = (): void => {
+      reporter.stop();
+      const hint = options.out ? `; ${partialPath(options.out)} keeps the finished records, so run the same command with --resume to continue` : '';
+      output.stderr(`embed-image: interrupted after ${records.length} of ${items.length} images${hint}\n`);
+      process.off('SIGINT', onInterrupt);
+      process.kill(process.pid, 'SIGINT');
+    };
+    process.once('SIGINT', onInterrupt);
     try {
       await mapOrdered(items, options.concurrency, task, emit);
     } finally {
+      process.off('SIGINT', onInterrupt);
       reporter.stop();
     }
 

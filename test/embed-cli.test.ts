@@ -240,6 +240,33 @@ describe('folder runs', () => {
     expect(existsSync(partial)).toBe(false);
   });
 
+  it('stops on SIGINT with a resume hint', async () => {
+    const fifo = path.join(root, 'photos', 'img-060a.png');
+    execFileSync('mkfifo', [fifo]);
+    const partial = path.join(root, 'interrupted.jsonl.partial');
+    const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'embed-image.js'), '--model', model, 'photos', 'photos/img-060a.png', '--out', 'interrupted.jsonl', '--concurrency', '1'], {
+      cwd: root,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('close', (_, signal) => resolve(signal)));
+    const goodBeforeFifo = good().filter((name) => name < 'photos/img-060a.png').length;
+    const deadline = Date.now() + 30_000;
+    while (!existsSync(partial) || readJsonl(partial).length < goodBeforeFifo) {
+      if (Date.now() > deadline) expect.fail('the run did not reach the FIFO in 30 s');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    child.kill('SIGINT');
+    const signal = await exited;
+    unlinkSync(fifo);
+
+    expect(signal).toBe('SIGINT');
+    expect(stderr).toContain(`interrupted after ${goodBeforeFifo} of 201 images`);
+    expect(stderr).toContain('run the same command with --resume');
+    expect(readJsonl(partial)).toHaveLength(goodBeforeFifo);
+  });
+
   it('resumes a finished run without embedding again', async () => {
     writeFileSync(path.join(root, 'again.jsonl'), readFileSync(path.join(root, 'fresh.jsonl')));
     const resumed = await embed(['photos', '--out', 'again.jsonl', '--resume']);
