@@ -191,7 +191,12 @@ export function renderOutput(format: OutputFormat, records: EmbeddingRecord[]): 
   };
 }
 
-/** Writes the final output atomically. For npy the index is written first, then the matrix. */
+/**
+ * Writes the final output atomically. For npy the index is written first, then the matrix.
+ * NOTE: each of the two files is replaced atomically, but not the pair. A run killed between
+ * the two renames leaves a new index beside the old matrix, which readOutput rejects when the
+ * row counts differ. The journal, deleted only after both renames, still has every record.
+ */
 export async function writeOutput(file: string, format: OutputFormat, records: EmbeddingRecord[]): Promise<void> {
   const rendered = renderOutput(format, records);
   if (rendered.index !== undefined) await writeFileAtomic(npyIndexPath(file), rendered.index);

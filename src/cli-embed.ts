@@ -171,8 +171,25 @@ function checkOptions(options: EmbedCliOptions, format: OutputFormat): void {
 }
 
 /** Records of earlier runs by image sha256, after checking they come from this model and profile. */
-async function loadResumeRecords(out: string, format: OutputFormat, previous: EmbeddingRecord[], model: { name: string; sha256: string }, profile: string): Promise<Map<string, EmbeddingRecord>> {
-  const records = [...(await readOutput(out, format)), ...previous];
+async function loadResumeRecords(
+  out: string,
+  format: OutputFormat,
+  journalRecords: EmbeddingRecord[],
+  model: { name: string; sha256: string },
+  profile: string,
+  warn: (line: string) => void,
+): Promise<Map<string, EmbeddingRecord>> {
+  let finished: EmbeddingRecord[] = [];
+  try {
+    finished = await readOutput(out, format);
+  } catch (error) {
+    // A run killed between writing FILE.json and FILE.npy leaves a pair that does not match,
+    // but then its journal still contains every record of that run.
+    if (!(error instanceof EmbedImageError && error.code === 'ERR_VECTORS_FORMAT') || journalRecords.length === 0) throw error;
+    warn(`ignoring ${out} (${error.message}) and using the records in ${partialPath(out)}`);
+  }
+  // Journal records come last, so they replace older records of the same image.
+  const records = [...finished, ...journalRecords];
   const bySha = new Map<string, EmbeddingRecord>();
   for (const record of records) {
     if (record.model.sha256 !== model.sha256 || record.profile !== profile) {
@@ -225,7 +242,7 @@ export async function runEmbed(inputs: string[], options: EmbedCliOptions, outpu
       journal = opened.journal;
       if (options.resume) {
         if (opened.dropped > 0 && !options.quiet) output.stderr(`embed-image: dropped ${opened.dropped} incomplete line(s) at the end of ${partial}\n`);
-        reusable = await loadResumeRecords(options.out, format, opened.records, model, options.profile);
+        reusable = await loadResumeRecords(options.out, format, opened.records, model, options.profile, (line) => output.stderr(`embed-image: warning: ${line}\n`));
       }
     }
 

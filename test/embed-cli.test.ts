@@ -319,6 +319,22 @@ describe('output formats', () => {
     expect(readFileSync(path.join(root, 'more.npy')).equals(before)).toBe(true);
   });
 
+  it('resumes past a mismatched npy pair', async () => {
+    const npyFile = path.join(root, 'more.npy');
+    const indexFile = path.join(root, 'more.json');
+    const before = readFileSync(npyFile);
+    const index = JSON.parse(readFileSync(indexFile, 'utf8')) as unknown[];
+    // What a kill between the two renames leaves: a new index, the old matrix and the journal.
+    writeFileSync(indexFile, JSON.stringify(index.slice(0, 10)));
+    writeFileSync(`${npyFile}.partial`, readFileSync(path.join(root, 'more.jsonl')));
+    const result = await embed(['photos/more', '--out', 'more.npy', '--resume']);
+    expect(result.status).toBe(0);
+    expect(result.stderr).toContain('warning: ignoring more.npy');
+    expect(result.stderr).toContain('(50 reused from more.npy)');
+    expect(readFileSync(npyFile).equals(before)).toBe(true);
+    expect(JSON.parse(readFileSync(indexFile, 'utf8'))).toEqual(index);
+  });
+
   it('resumes from a JSON array', async () => {
     const result = await embed(['photos/more', '--out', 'more-records.json', '--resume']);
     expect(result.stderr).toContain('(50 reused from more-records.json)');
