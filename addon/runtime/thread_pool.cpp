@@ -11,11 +11,14 @@ namespace ei {
 
 namespace {
 
-// A method call runs hundreds of short loops back to back, microseconds apart. Workers and the
-// caller spin this long before sleeping, because a condition-variable sleep and wake costs
-// tens of microseconds of scheduler work each time (a profile of ViT-B/32 on 2 threads showed
-// 7 % of the time in the scheduler).
+// A method call runs hundreds of short loops back to back, microseconds apart. Workers spin
+// this long before sleeping, because a condition-variable sleep and wake costs tens of
+// microseconds of scheduler work each time (a profile of ViT-B/32 on 2 threads showed 7 % of
+// the time in the scheduler).
 constexpr auto kSpinTime = std::chrono::microseconds(200);
+// Chunks per thread: small enough that when another process takes a core, the threads still
+// running pick up its share instead of waiting for it.
+constexpr size_t kChunksPerThread = 8;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -29,7 +32,7 @@ inline void cpu_relax() {
 
 ThreadPool::ThreadPool(int threads) {
   int count = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  for (int i = 1; i < count; ++i) workers_.emplace_back([this, i] { work(static_cast<size_t>(i)); });
+  for (int i = 1; i < count; ++i) workers_.emplace_back([this] { work(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -41,7 +44,16 @@ ThreadPool::~ThreadPool() {
   for (auto& worker : workers_) worker.join();
 }
 
-void ThreadPool::work(size_t index) {
+void ThreadPool::run_chunks() {
+  size_t count = count_.load(std::memory_order_relaxed);
+  size_t chunk = chunk_size_.load(std::memory_order_relaxed);
+  const auto* body = body_.load(std::memory_order_relaxed);
+  for (size_t begin = next_.fetch_add(chunk); begin < count; begin = next_.fetch_add(chunk)) {
+    (*body)(begin, std::min(count, begin + chunk));
+  }
+}
+
+void ThreadPool::work() {
   uint64_t seen = 0;
   while (true) {
     uint64_t current = generation_.load(std::memory_order_acquire);
@@ -57,24 +69,20 @@ void ThreadPool::work(size_t index) {
       current = generation_.load(std::memory_order_acquire);
     }
     if (stopping_.load()) return;
-
-    size_t chunks = chunks_.load(std::memory_order_relaxed);
-    size_t count = count_.load(std::memory_order_relaxed);
-    const auto* body = body_.load(std::memory_order_relaxed);
-    // A worker left out of one loop may read the fields while the next loop is published;
-    // the generation tells, and the worker then starts over with the newer loop.
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (generation_.load(std::memory_order_relaxed) != current) continue;
     seen = current;
-    if (index >= chunks) continue;
-    (*body)(count * index / chunks, count * (index + 1) / chunks);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+
+    // Join the loop only while its caller still has it open: the caller closes it once every
+    // chunk is taken and then waits for the threads that joined, never for one that did not.
+    active_.fetch_add(1);
+    if (open_generation_.load() == current) run_chunks();
+    active_.fetch_sub(1);
   }
 }
 
 void ThreadPool::parallel_for(size_t count, size_t grain, const std::function<void(size_t, size_t)>& body) {
-  size_t chunks = std::min<size_t>(static_cast<size_t>(size()), grain == 0 ? count : count / grain);
-  if (chunks <= 1 || callers_.load(std::memory_order_relaxed) > 1) {
+  size_t threads = static_cast<size_t>(size());
+  size_t pieces = std::min(threads * kChunksPerThread, grain == 0 ? count : count / grain);
+  if (pieces <= 1 || callers_.load(std::memory_order_relaxed) > 1) {
     if (count > 0) body(0, count);
     return;
   }
@@ -86,27 +94,22 @@ void ThreadPool::parallel_for(size_t count, size_t grain, const std::function<vo
     return;
   }
 
-  // The job is published by the generation's release store; workers read it after an acquire.
   body_.store(&body, std::memory_order_relaxed);
   count_.store(count, std::memory_order_relaxed);
-  chunks_.store(chunks, std::memory_order_relaxed);
-  pending_.store(chunks - 1, std::memory_order_relaxed);
+  chunk_size_.store((count + pieces - 1) / pieces, std::memory_order_relaxed);
+  next_.store(0, std::memory_order_relaxed);
+  uint64_t generation = generation_.load(std::memory_order_relaxed) + 1;
+  open_generation_.store(generation);
   {
     // Under the mutex, so a worker between its check and its wait cannot miss the change.
     std::lock_guard<std::mutex> lock(mutex_);
-    generation_.fetch_add(1, std::memory_order_release);
+    generation_.store(generation, std::memory_order_release);
   }
   start_.notify_all();
 
-  body(0, count / chunks);
-  auto deadline = std::chrono::steady_clock::now() + kSpinTime;
-  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
-    if ((spin & 63) == 63 && std::chrono::steady_clock::now() > deadline) {
-      std::this_thread::yield();
-    } else {
-      cpu_relax();
-    }
-  }
+  run_chunks();
+  open_generation_.store(0);
+  while (active_.load() != 0) cpu_relax();
 }
 
 void parallel_for(ThreadPool* pool, size_t count, size_t grain, const std::function<void(size_t, size_t)>& body) {

@@ -21,9 +21,10 @@ class ThreadPool {
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
-  // Runs body(begin, end) over [0, count) in up to size() chunks of at least `grain` items,
-  // and returns when all chunks are done. The calling thread runs one chunk. While the pool
-  // runs another thread's loop, the call runs body(0, count) on the calling thread alone.
+  // Runs body(begin, end) over [0, count) in chunks of at least `grain` items, taken by the
+  // calling thread and the workers as each finishes its last one, and returns when all are
+  // done. While the pool runs another thread's loop, the call runs body(0, count) on the
+  // calling thread alone.
   void parallel_for(size_t count, size_t grain, const std::function<void(size_t, size_t)>& body);
 
   // Marks one method call in flight for its lifetime. While two or more are, loops run on each
@@ -45,7 +46,9 @@ class ThreadPool {
   };
 
  private:
-  void work(size_t index);
+  void work();
+  // Takes chunks of the current loop until none is left.
+  void run_chunks();
 
   std::atomic<int> callers_{0};
   std::vector<std::thread> workers_;
@@ -54,9 +57,11 @@ class ThreadPool {
   std::condition_variable start_;
   std::atomic<const std::function<void(size_t, size_t)>*> body_{nullptr};
   std::atomic<size_t> count_{0};
-  std::atomic<size_t> chunks_{0};
-  std::atomic<size_t> pending_{0};
-  std::atomic<uint64_t> generation_{0};
+  std::atomic<size_t> chunk_size_{1};
+  std::atomic<size_t> next_{0};              // start of the next chunk to take
+  std::atomic<uint64_t> generation_{0};      // counts loops; workers wake when it changes
+  std::atomic<uint64_t> open_generation_{0}; // the loop workers may still join, or 0
+  std::atomic<int> active_{0};               // workers inside the current loop
   std::atomic<bool> stopping_{false};
 };
 
