@@ -143,8 +143,9 @@ void unary_map(const float* in, float* out, size_t count, Op op, ThreadPool* poo
   });
 }
 
-// Copies a strided block: out[i] = in[offset + sum(index_d * strides_d)] over `dims`.
-void gather_strided(const float* in, const Dims& dims, const Dims& in_strides, float* out) {
+// Copies a strided block: out[i] = in[sum(index_d * strides_d)] over `dims`, split by rows of
+// the innermost dimension across the pool.
+void gather_strided(const float* in, const Dims& dims, const Dims& in_strides, float* out, ThreadPool* pool) {
   size_t rank = dims.size();
   int64_t count = numel(dims);
   if (count == 0) return;
@@ -154,22 +155,25 @@ void gather_strided(const float* in, const Dims& dims, const Dims& in_strides, f
   }
   int64_t inner = dims[rank - 1];
   int64_t inner_stride = in_strides[rank - 1];
-  Dims position(rank, 0);
-  int64_t base = 0;
-  for (int64_t done = 0; done < count; done += inner) {
-    if (inner_stride == 1) {
-      std::memcpy(out + done, in + base, static_cast<size_t>(inner) * sizeof(float));
-    } else {
-      for (int64_t j = 0; j < inner; ++j) out[done + j] = in[base + j * inner_stride];
-    }
-    for (size_t d = rank - 1; d-- > 0;) {
-      ++position[d];
-      base += in_strides[d];
-      if (position[d] < dims[d]) break;
-      base -= in_strides[d] * position[d];
-      position[d] = 0;
-    }
-  }
+  size_t rows = static_cast<size_t>(count / inner);
+  parallel_for(pool, rows, std::max<size_t>(1, static_cast<size_t>((1 << 14) / std::max<int64_t>(inner, 1))),
+               [&](size_t begin, size_t end) {
+                 for (size_t row = begin; row < end; ++row) {
+                   // The input offset of this row: its index in the outer dimensions, unravelled.
+                   int64_t rest = static_cast<int64_t>(row);
+                   int64_t base = 0;
+                   for (size_t d = rank - 1; d-- > 0;) {
+                     base += (rest % dims[d]) * in_strides[d];
+                     rest /= dims[d];
+                   }
+                   float* target = out + static_cast<int64_t>(row) * inner;
+                   if (inner_stride == 1) {
+                     std::memcpy(target, in + base, static_cast<size_t>(inner) * sizeof(float));
+                   } else {
+                     for (int64_t j = 0; j < inner; ++j) target[j] = in[base + j * inner_stride];
+                   }
+                 }
+               });
 }
 
 }  // namespace
@@ -622,18 +626,23 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
       Dims batch_a(a_dims.begin(), a_dims.end() - 2), batch_b(b_dims.begin(), b_dims.end() - 2);
       int64_t batches = numel(batch);
       Dims strides_a = row_major_strides(batch_a), strides_b = row_major_strides(batch_b);
-      for (int64_t bi = 0; bi < batches; ++bi) {
-        // Map the output batch index to each input's batch index (broadcast dimensions stay at 0).
-        int64_t rest = bi, ia = 0, ib = 0;
-        for (size_t d = batch.size(); d-- > 0;) {
-          int64_t coordinate = rest % batch[d];
-          rest /= batch[d];
-          size_t da = d + batch_a.size(), db = d + batch_b.size();
-          if (da >= batch.size() && batch_a[da - batch.size()] != 1) ia += coordinate * strides_a[da - batch.size()];
-          if (db >= batch.size() && batch_b[db - batch.size()] != 1) ib += coordinate * strides_b[db - batch.size()];
+      // Batches in parallel when there are several (attention heads): each product is small.
+      // A product called from inside the loop finds the pool busy and runs on its thread.
+      parallel_for(batches > 1 ? pool : nullptr, static_cast<size_t>(batches), 1, [&](size_t begin, size_t end) {
+        for (int64_t bi = static_cast<int64_t>(begin); bi < static_cast<int64_t>(end); ++bi) {
+          // Map the output batch index to each input's batch index (broadcast dimensions stay at 0).
+          int64_t rest = bi, ia = 0, ib = 0;
+          for (size_t d = batch.size(); d-- > 0;) {
+            int64_t coordinate = rest % batch[d];
+            rest /= batch[d];
+            size_t da = d + batch_a.size(), db = d + batch_b.size();
+            if (da >= batch.size() && batch_a[da - batch.size()] != 1) ia += coordinate * strides_a[da - batch.size()];
+            if (db >= batch.size() && batch_b[db - batch.size()] != 1) ib += coordinate * strides_b[db - batch.size()];
+          }
+          gemm(pool, m, n, k, in(0) + ia * m * k, k, in(1) + ib * k * n, transposed ? k : n, transposed,
+               out + bi * m * n, n);
         }
-        gemm(pool, m, n, k, in(0) + ia * m * k, k, in(1) + ib * k * n, transposed ? k : n, transposed, out + bi * m * n, n);
-      }
+      });
       break;
     }
 
@@ -823,7 +832,7 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
       Dims strides = row_major_strides(input);
       Dims permuted(input.size());
       for (size_t i = 0; i < input.size(); ++i) permuted[i] = strides[static_cast<size_t>(node.list_a[i])];
-      gather_strided(in(0), out_dims, permuted, out);
+      gather_strided(in(0), out_dims, permuted, out, pool);
       break;
     }
     case NodeKind::kStaticSlice: {
@@ -831,7 +840,7 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
       Dims strides = row_major_strides(input);
       int64_t offset = 0;
       for (size_t i = 0; i < input.size(); ++i) offset += node.list_a[i] * strides[i];
-      gather_strided(in(0) + offset, out_dims, strides, out);
+      gather_strided(in(0) + offset, out_dims, strides, out, pool);
       break;
     }
     case NodeKind::kConcatenate: {

@@ -20,6 +20,10 @@ constexpr auto kSpinTime = std::chrono::microseconds(200);
 // running pick up its share instead of waiting for it.
 constexpr size_t kChunksPerThread = 8;
 
+// Set while a thread runs chunks of a loop: a loop nested inside runs on that thread alone
+// (std::mutex::try_lock by the thread that holds it would be undefined behaviour).
+thread_local bool running_chunks = false;
+
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   _mm_pause();
@@ -48,9 +52,11 @@ void ThreadPool::run_chunks() {
   size_t count = count_.load(std::memory_order_relaxed);
   size_t chunk = chunk_size_.load(std::memory_order_relaxed);
   const auto* body = body_.load(std::memory_order_relaxed);
+  running_chunks = true;
   for (size_t begin = next_.fetch_add(chunk); begin < count; begin = next_.fetch_add(chunk)) {
     (*body)(begin, std::min(count, begin + chunk));
   }
+  running_chunks = false;
 }
 
 void ThreadPool::work() {
@@ -82,7 +88,7 @@ void ThreadPool::work() {
 void ThreadPool::parallel_for(size_t count, size_t grain, const std::function<void(size_t, size_t)>& body) {
   size_t threads = static_cast<size_t>(size());
   size_t pieces = std::min(threads * kChunksPerThread, grain == 0 ? count : count / grain);
-  if (pieces <= 1 || callers_.load(std::memory_order_relaxed) > 1) {
+  if (pieces <= 1 || running_chunks || callers_.load(std::memory_order_relaxed) > 1) {
     if (count > 0) body(0, count);
     return;
   }
