@@ -75,3 +75,22 @@ export {
   type SourceOptions,
 } from './sources.js';
 export { formatFloat32 } from './cli-embed-output.js';
+export {
+  COMPARE_DEFAULTS,
+  matchRecords,
+  pairMetrics,
+  parseVectorSet,
+  readVectorSet,
+  type MatchMode,
+  type PairMetrics,
+  type VectorRecord,
+  type VectorSet,
+} from './compare.js';
+export { diagnoseInputs, type InputCause, type InputDiagnosis } from './diagnose.js';
+export {
+  GOLDEN_DEFAULTS,
+  parseGolden,
+  readGolden,
+  type GoldenFile,
+  type GoldenImage,
+} from './golden.js';
