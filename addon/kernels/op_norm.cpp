@@ -4,9 +4,11 @@
 //
 // Means and variances accumulate in double; the variance is the biased (population) one,
 // and rstd = 1 / sqrt(var + eps), as ATen.
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/kernel_util.h"
+#include "runtime/thread_pool.h"
 #include "kernels/ops.h"
 
 namespace ei::kernels {
@@ -104,20 +106,25 @@ EI_DECLARE_KERNEL(native_layer_norm_out) {
     T* y = out->data_as<T>();
     T* means = mean_out->data_as<T>();
     T* rstds = rstd_out->data_as<T>();
-    for (int64_t row = 0; row < outer; ++row) {
-      const T* in_row = source + row * inner;
-      const auto [mean, variance] = moments(in_row, inner);
-      const double rstd = 1.0 / std::sqrt(variance + eps);
-      T* out_row = y + row * inner;
-      for (int64_t i = 0; i < inner; ++i) {
-        double value = (static_cast<double>(in_row[i]) - mean) * rstd;
-        if (weight) value *= static_cast<double>(w[i]);
-        if (bias) value += static_cast<double>(b[i]);
-        out_row[i] = static_cast<T>(value);
-      }
-      means[row] = static_cast<T>(mean);
-      rstds[row] = static_cast<T>(rstd);
-    }
+    // Rows are independent (each reads its own input row before writing it), so they are
+    // spread over the program's threads.
+    parallel_for(context.pool, static_cast<size_t>(outer), std::max<size_t>(1, 8192 / static_cast<size_t>(inner)),
+                 [&](size_t first, size_t last) {
+                   for (int64_t row = static_cast<int64_t>(first); row < static_cast<int64_t>(last); ++row) {
+                     const T* in_row = source + row * inner;
+                     const auto [mean, variance] = moments(in_row, inner);
+                     const double rstd = 1.0 / std::sqrt(variance + eps);
+                     T* out_row = y + row * inner;
+                     for (int64_t i = 0; i < inner; ++i) {
+                       double value = (static_cast<double>(in_row[i]) - mean) * rstd;
+                       if (weight) value *= static_cast<double>(w[i]);
+                       if (bias) value += static_cast<double>(b[i]);
+                       out_row[i] = static_cast<T>(value);
+                     }
+                     means[row] = static_cast<T>(mean);
+                     rstds[row] = static_cast<T>(rstd);
+                   }
+                 });
     return Status::Ok();
   });
 }
