@@ -26,7 +26,7 @@ import {
 } from './compare.js';
 import { diagnoseInputs, findInputTensor, readInputTensor } from './diagnose.js';
 import { EmbedImageError } from './errors.js';
-import { writeFileAtomic } from './golden.js';
+import { writeFileAtomic } from './atomic-file.js';
 
 export interface CommandOutput {
   stdout: (text: string) => void;

@@ -11,12 +11,12 @@
  * SIGKILL) leaves FILE as it was before the run and FILE.partial holding whole lines plus at
  * most one torn last line, which `--resume` drops.
  */
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
 import { EmbedImageError } from './errors.js';
 import { decodeNpy, encodeNpy } from './npy.js';
+import { writeFileAtomic } from './atomic-file.js';
 
 export type OutputFormat = 'json' | 'jsonl' | 'npy';
 export const OUTPUT_FORMATS: OutputFormat[] = ['json', 'jsonl', 'npy'];
@@ -152,26 +152,6 @@ function writeError(file: string, error: unknown): EmbedImageError {
   return new EmbedImageError('ERR_FILE_WRITE', `${file}: cannot write the file: ${(error as Error).message}`, { cause: error });
 }
 
-/**
- * Writes a file atomically: the data goes to a temporary file in the same folder, which is
- * flushed to disk and then renamed over `file`, so readers see the old file or the whole new one.
- */
-export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
-  const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(temporary, 'wx');
-    await handle.writeFile(data);
-    await handle.sync();
-    await handle.close();
-    handle = undefined;
-    await rename(temporary, file);
-  } catch (error) {
-    await handle?.close().catch(() => undefined);
-    await unlink(temporary).catch(() => undefined);
-    throw writeError(file, error);
-  }
-}
 
 /** Renders the final output file(s) of a run: the main file, and for npy the index beside it. */
 export function renderOutput(format: OutputFormat, records: EmbeddingRecord[]): { main: string | Uint8Array; index?: string } {

@@ -20,9 +20,9 @@ import {
   readGolden,
   serializeGolden,
   updateGolden,
-  writeFileAtomic,
   type Embedder,
 } from './golden.js';
+import { writeFileAtomic } from './atomic-file.js';
 import { PREPROCESS_PROFILES, type PreprocessProfile } from './preprocess.js';
 
 const PROFILES = PREPROCESS_PROFILES;

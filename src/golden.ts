@@ -19,11 +19,11 @@
  * Embedding values are written as the shortest decimal that reads back to the same float32,
  * so `Math.fround(value)` of each number gives the exact bits the model produced.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { arch, cpus, platform } from 'node:os';
-import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 
 import { buildReport, formatNumber, pairMetrics, type ComparisonReport, type RecordPair, type Tolerance } from './compare.js';
 import { diagnoseInputs } from './diagnose.js';
@@ -90,26 +90,6 @@ export interface Embedder {
 // ---------------------------------------------------------------------------------------------
 // Files
 
-/**
- * Writes text to `path` atomically: a temporary file in the same folder is written, synced and
- * renamed over `path`, so a reader never sees a partial file.
- */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    const handle = await open(temporary, 'wx');
-    try {
-      await handle.writeFile(text, 'utf8');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temporary, path);
-  } catch (error) {
-    await unlink(temporary).catch(() => undefined);
-    throw new EmbedImageError('ERR_FILE_WRITE', `${path}: cannot write the file: ${(error as Error).message}`, { cause: error });
-  }
-}
 
 /** Returns the lowercase hex sha256 of a file, or throws ERR_FILE_NOT_FOUND / ERR_FILE_READ naming it. */
 export async function sha256OfFile(path: string, label = path): Promise<string> {

@@ -10,11 +10,10 @@
  * Arrays stored in Fortran order (`'fortran_order': True`) are transposed into C (row-major)
  * order on reading, so a Tensor always holds row-major data. Files are always written in C order.
  */
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
-import { basename, dirname, join } from 'node:path';
 
+import { writeFileAtomic } from './atomic-file.js';
 import { EmbedImageError } from './errors.js';
 import { checkTensor, typedArrayConstructor, type DType, type Tensor, type TensorData } from './program.js';
 
@@ -429,19 +428,5 @@ export function encodeNpy(tensor: Tensor): Uint8Array {
  * folder, which is then renamed over `path`, so readers never see a partial file.
  */
 export async function writeNpy(path: string, tensor: Tensor): Promise<void> {
-  const bytes = encodeNpy(tensor);
-  const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    const handle = await open(temporary, 'wx');
-    try {
-      await handle.writeFile(bytes);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temporary, path);
-  } catch (error) {
-    await unlink(temporary).catch(() => undefined);
-    throw new EmbedImageError('ERR_FILE_WRITE', `${path}: cannot write the file: ${(error as Error).message}`, { cause: error });
-  }
+  await writeFileAtomic(path, encodeNpy(tensor));
 }

@@ -1,0 +1,28 @@
+/** Whole-file writes that a crash or a concurrent reader never sees half done. */
+import { randomBytes } from 'node:crypto';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+
+import { EmbedImageError } from './errors.js';
+
+/**
+ * Writes a file atomically: the data goes to a temporary file in the same folder, which is
+ * flushed to disk and then renamed over `file`, so readers see the old file or the whole new
+ * one. Failures raise ERR_FILE_WRITE naming the file, and the temporary file is removed.
+ */
+export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+  const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(temporary, 'wx');
+    await handle.writeFile(data);
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await rename(temporary, file);
+  } catch (error) {
+    await handle?.close().catch(() => undefined);
+    await unlink(temporary).catch(() => undefined);
+    throw new EmbedImageError('ERR_FILE_WRITE', `${file}: cannot write the file: ${(error as Error).message}`, { cause: error });
+  }
+}
