@@ -7,6 +7,7 @@
 
 #include "backends/blas.h"
 #include "backends/xnnpack_graph.h"
+#include "runtime/bytes.h"
 #include "xnnpack_generated.h"
 
 namespace ei::xnn {
@@ -17,26 +18,6 @@ using flatbuffers::uoffset_t;
 
 constexpr size_t kHeaderSize = 32;
 constexpr size_t kHeaderMinimumLength = 30;
-
-uint16_t read_u16(const uint8_t* bytes) {
-  uint16_t value;
-  std::memcpy(&value, bytes, sizeof(value));
-  return value;
-}
-uint32_t read_u32(const uint8_t* bytes) {
-  uint32_t value;
-  std::memcpy(&value, bytes, sizeof(value));
-  return value;
-}
-uint64_t read_u64(const uint8_t* bytes) {
-  uint64_t value;
-  std::memcpy(&value, bytes, sizeof(value));
-  return value;
-}
-
-bool range_fits(uint64_t offset, uint64_t size, uint64_t limit) {
-  return offset <= limit && size <= limit - offset;
-}
 
 const char* datatype_name(ei_xnn::XNNDatatype type) {
   const char* name = ei_xnn::EnumNameXNNDatatype(type);
@@ -86,12 +67,12 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
   uint64_t constant_size = 0;
   if (payload.size() >= 8 && std::memcmp(payload.data() + 4, "XH00", 4) == 0) {
     if (payload.size() < kHeaderSize) return malformed("XNNPACK payload header is truncated");
-    uint16_t length = read_u16(payload.data() + 8);
+    uint16_t length = read_le<uint16_t>(payload.data() + 8);
     if (length < kHeaderMinimumLength) return malformed("XNNPACK header length " + std::to_string(length) + " is below 30");
-    uint32_t fb_offset = read_u32(payload.data() + 10);
-    uint32_t fb_size = read_u32(payload.data() + 14);
-    uint32_t data_offset = read_u32(payload.data() + 18);
-    uint64_t data_size = read_u64(payload.data() + 22);
+    uint32_t fb_offset = read_le<uint32_t>(payload.data() + 10);
+    uint32_t fb_size = read_le<uint32_t>(payload.data() + 14);
+    uint32_t data_offset = read_le<uint32_t>(payload.data() + 18);
+    uint64_t data_size = read_le<uint64_t>(payload.data() + 22);
     if (!range_fits(fb_offset, fb_size, payload.size())) {
       return malformed(std::string("XNNPACK flatbuffer (offset ") + std::to_string(fb_offset) + ", size " +
                        std::to_string(fb_size) + ") runs past the end of the " + std::to_string(payload.size()) +

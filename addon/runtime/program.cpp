@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "program_generated.h"
+#include "runtime/bytes.h"
 
 namespace ei {
 
@@ -18,23 +19,6 @@ constexpr char kHeaderMagic[4] = {'e', 'h', '0', '0'};
 // (upstream ExecuTorch since 2025) appends segment_data_size.
 constexpr uint32_t kHeaderShortLength = 24;
 constexpr uint32_t kHeaderLength = 32;
-
-uint32_t read_u32(const uint8_t* bytes) {
-  uint32_t value;
-  std::memcpy(&value, bytes, sizeof(value));
-  return value;  // the format is little-endian, like every platform embed-image builds on
-}
-
-uint64_t read_u64(const uint8_t* bytes) {
-  uint64_t value;
-  std::memcpy(&value, bytes, sizeof(value));
-  return value;
-}
-
-// True when [offset, offset + size) lies within [0, limit), without overflow.
-bool range_fits(uint64_t offset, uint64_t size, uint64_t limit) {
-  return offset <= limit && size <= limit - offset;
-}
 
 // True when the elements of `vector` start at a multiple of their size (an absent vector
 // counts as aligned).
@@ -160,7 +144,7 @@ Status Program::parse_header() {
   segment_base_ = size;
   if (size >= kHeaderOffset + 8 && std::memcmp(data + kHeaderOffset, kHeaderMagic, 4) == 0) {
     header_.present = true;
-    header_.length = read_u32(data + kHeaderOffset + 4);
+    header_.length = read_le<uint32_t>(data + kHeaderOffset + 4);
     if (header_.length < kHeaderShortLength) {
       return error(ErrorCode::kBadHeader, "extended header length ", header_.length, " is less than ",
                    kHeaderShortLength);
@@ -169,9 +153,9 @@ Status Program::parse_header() {
       return error(ErrorCode::kTruncated, "extended header of ", header_.length, " bytes runs past the end of the ",
                    size, "-byte file");
     }
-    header_.program_size = read_u64(data + kHeaderOffset + 8);
-    header_.segment_base_offset = read_u64(data + kHeaderOffset + 16);
-    if (header_.length >= kHeaderLength) header_.segment_data_size = read_u64(data + kHeaderOffset + 24);
+    header_.program_size = read_le<uint64_t>(data + kHeaderOffset + 8);
+    header_.segment_base_offset = read_le<uint64_t>(data + kHeaderOffset + 16);
+    if (header_.length >= kHeaderLength) header_.segment_data_size = read_le<uint64_t>(data + kHeaderOffset + 24);
 
     if (header_.program_size > size) {
       return error(ErrorCode::kTruncated, "extended header declares a ", header_.program_size,
