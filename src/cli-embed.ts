@@ -5,7 +5,8 @@
  * it makes the exit status 1 without stopping the run.
  */
 import { createHash } from 'node:crypto';
-import { access, readFile } from 'node:fs/promises';
+import { access, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
 
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -151,6 +152,15 @@ function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
+/** Fails before any work when the folder of --out is missing, naming the --out value. */
+async function checkOutputFolder(out: string): Promise<void> {
+  const folder = path.dirname(path.resolve(out));
+  const info = await stat(folder).catch(() => undefined);
+  if (!info?.isDirectory()) {
+    throw new EmbedImageError('ERR_FILE_WRITE', `cannot write --out ${out}: the folder ${folder} does not exist; create it first`);
+  }
+}
+
 async function exists(file: string): Promise<boolean> {
   return access(file).then(
     () => true,
@@ -212,6 +222,7 @@ export async function runEmbed(inputs: string[], options: EmbedCliOptions, outpu
   const format = chooseFormat(options);
   checkOptions(options, format);
   const shard = options.shard === undefined ? undefined : parseShard(options.shard);
+  if (options.out) await checkOutputFolder(options.out);
 
   const expanded = await expandInputs(inputs, process.cwd());
   for (const warning of expanded.warnings) if (!options.quiet) output.stderr(`embed-image: warning: ${warning}\n`);

@@ -46,8 +46,19 @@ function decodeError(name: string, reason: string, cause?: unknown): EmbedImageE
   return new EmbedImageError('ERR_IMAGE_DECODE', `cannot decode image ${name}: ${reason}`, cause === undefined ? undefined : { cause });
 }
 
+// Formats that the prebuilt libvips inside sharp 0.34 reads. OpenCV on the phone also reads BMP
+// and the PNM family, which that build lacks, and HEIC files need a HEVC decoder it lacks too.
+const DECODABLE_FORMATS = 'JPEG, PNG, WebP, GIF, TIFF or AVIF';
+
 function sharpReason(error: unknown): string {
-  return error instanceof Error ? error.message.trim() : String(error);
+  const message = error instanceof Error ? error.message.trim() : String(error);
+  if (/unsupported image format/i.test(message)) {
+    return `its format is not one this build decodes (${DECODABLE_FORMATS}); convert it to PNG or JPEG`;
+  }
+  if (/heif:|compression format has not been built in/i.test(message)) {
+    return `HEIC/HEIF images need a HEVC decoder that this build lacks; convert it to PNG or JPEG`;
+  }
+  return message;
 }
 
 /** Converts sharp's raw output of 1 to 4 channels to RGB as IMREAD_COLOR does. */
