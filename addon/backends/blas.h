@@ -2,9 +2,9 @@
 // Accelerate on macOS. Matrices are row-major float32.
 //
 // The BLAS runs single-threaded, and the products are split by output columns across the
-// backend's own thread pool. Each output element is then computed by one BLAS call over the
-// whole inner dimension, and a lone call uses every core while concurrent calls each run on
-// their own thread (see ThreadPool::parallel_for).
+// program's thread pool. Each output element is then computed by one BLAS call over the whole
+// inner dimension. A lone call uses every core, while concurrent calls each run on their own
+// thread (see ThreadPool::parallel_for).
 #pragma once
 
 #include <cstdint>

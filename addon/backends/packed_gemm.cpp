@@ -69,17 +69,17 @@ std::shared_ptr<float[]> allocate_floats(size_t count) {
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 constexpr int kLanes = static_cast<int>(sizeof(Vector) / sizeof(float));
 
-// Inner indices per pass over a panel: a 192 x kPanel slice of the weights (24 KiB with
+// Inner indices per pass over a panel. A 192 x kPanel slice of the weights (24 KiB with
 // AVX-512) stays in the L1 cache while every row block of the activation uses it, so each
 // weight comes from memory once per call.
 constexpr int64_t kDepth = 192;
-// The kernel asks for the next slice's weights into the L2 cache while it works on this one,
-// so the first row block of a slice does not wait on memory. Measured on the ViT-B/32 layer
+// The kernel prefetches the next slice's weights into the L2 cache while it works on this
+// one, so the first row block of a slice does not wait on memory. Measured on the ViT-B/32 layer
 // shapes with weights far larger than the caches (2-core Xeon, AVX-512): 98 ms per image with
 // no prefetch, 82 ms prefetching 16 indices ahead, 75 ms prefetching one slice ahead.
 constexpr int64_t kPrefetchDistance = kDepth;
 
-// Adds a[rows, k] * panel[k, kPanel] to a rows x kPanel block of c, in order of k: the sums
+// Adds a[rows, k] * panel[k, kPanel] to a rows x kPanel block of c, in order of k. The sums
 // start from the bias on the first slice (`first`) and from c's partial sums afterwards, so
 // each output is one sequential sum over the whole inner dimension.
 template <int Rows>

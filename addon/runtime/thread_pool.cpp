@@ -92,7 +92,7 @@ void ThreadPool::parallel_for(size_t count, size_t grain, const std::function<vo
     if (count > 0) body(0, count);
     return;
   }
-  // A pool serves one loop at a time. When another call's loop holds it, this call runs on
+  // A pool serves one loop at a time. While another call's loop uses it, this call runs on
   // its own thread instead of waiting, so concurrent method calls each keep a core busy.
   std::unique_lock<std::mutex> call_lock(call_mutex_, std::try_to_lock);
   if (!call_lock.owns_lock()) {
