@@ -412,12 +412,28 @@ size_t Graph::plan_intermediates(const std::vector<Dims>& dims, std::vector<size
   offsets.assign(values_.size(), 0);
   size_t arena_bytes = 0;
   for (size_t n = 0; n < nodes_.size(); ++n) {
-    for (uint32_t output : nodes_[n].outputs) {
+    const Node& node = nodes_[n];
+    for (uint32_t output : node.outputs) {
       const Value& value = values_[output];
       if (value.external_output) continue;
       live.erase(std::remove_if(live.begin(), live.end(),
                                 [&](const Block& block) { return block.last_use < static_cast<int32_t>(n); }),
                  live.end());
+
+      // A reshape or copy whose input dies here takes over the input's memory, so running it
+      // copies nothing (run_node skips the copy when both pointers are equal).
+      bool copies = node.kind == NodeKind::kStaticReshape || node.kind == NodeKind::kCopy ||
+                    node.kind == NodeKind::kConvert;
+      uint32_t input = node.inputs.empty() ? kInvalidId : node.inputs[0];
+      if (copies && input != kInvalidId && values_[input].first_use >= 0 && !values_[input].external_output &&
+          values_[input].last_use == static_cast<int32_t>(n) && numel(dims[input]) == numel(dims[output])) {
+        auto block = std::find_if(live.begin(), live.end(), [&](const Block& b) { return b.offset == offsets[input]; });
+        if (block != live.end()) {
+          block->last_use = std::max(block->last_use, value.last_use);
+          offsets[output] = offsets[input];
+          continue;
+        }
+      }
       size_t bytes = (static_cast<size_t>(numel(dims[output])) * sizeof(float) + 63) / 64 * 64;
       std::sort(live.begin(), live.end(), [](const Block& a, const Block& b) { return a.offset < b.offset; });
       size_t offset = 0;
