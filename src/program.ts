@@ -2,10 +2,11 @@
  * Typed access to ExecuTorch programs (.pte files): load, inspect and execute methods.
  *
  * Execution runs on a worker thread, never on the JS thread. One Program may execute
- * concurrently: each call takes its own instance of the method's planned memory from a
- * pool, so calls never wait for each other; delegates are initialized once per program and
- * shared. dispose() is safe while calls run: they finish, and the memory is released after
- * the last one.
+ * concurrently. Each call takes its own instance of the method's planned memory from a pool,
+ * so calls never wait for each other, and delegates are initialized once per program and
+ * shared. While two or more calls run, each runs its loops on its own thread instead of
+ * splitting them over the program's threads. dispose() is safe while calls run: they
+ * finish, and the memory is released after the last one.
  */
 import { EmbedImageError, fromNativeError } from './errors.js';
 import {
@@ -60,7 +61,7 @@ const typedArrayForDType: Record<DType, new (length: number) => TensorData> = {
   bool: Uint8Array,
 };
 
-/** Returns the TypedArray constructor that holds elements of `dtype`. */
+/** Returns the TypedArray constructor for elements of `dtype`. */
 export function typedArrayConstructor(dtype: DType): new (length: number) => TensorData {
   const constructor = typedArrayForDType[dtype];
   if (!constructor) throw new EmbedImageError('ERR_UNSUPPORTED_DTYPE', `unsupported dtype "${String(dtype)}"`);

@@ -934,7 +934,13 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
                 }
               }
               // XNNPACK's average pooling divides by the number of window cells inside the input.
-              pixel[c] = average ? (valid > 0 ? accumulator / static_cast<float>(valid) : 0.0f) : accumulator;
+              if (!average) {
+                pixel[c] = accumulator;
+              } else if (valid > 0) {
+                pixel[c] = accumulator / static_cast<float>(valid);
+              } else {
+                pixel[c] = 0.0f;
+              }
               if (pixel_index) pixel_index[c] = best;
             }
           }

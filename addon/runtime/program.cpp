@@ -301,7 +301,7 @@ Result<const uint8_t*> Program::tensor_data(const ei_pte::Tensor* tensor, size_t
     const auto* storage = inline_buffers->Get(index)->storage();
     size_t available = storage == nullptr ? 0 : storage->size();
     if (available < nbytes) {
-      return error(ErrorCode::kMalformed, "constant buffer ", index, " holds ", available, " bytes but the tensor needs ",
+      return error(ErrorCode::kMalformed, "constant buffer ", index, " contains ", available, " bytes but the tensor needs ",
                    nbytes);
     }
     return storage == nullptr ? source_->data() : storage->data();
