@@ -13,7 +13,7 @@ import { ByteBuffer } from 'flatbuffers';
 import { describe, expect, it } from 'vitest';
 
 import { Program, supportedBackends, type Tensor } from '../src/program.js';
-import { repoRoot } from './helpers.js';
+import { repoRoot, cosine } from './helpers.js';
 import { decodeProgram, hasFlatc, type JsonObject } from './tooling/flatc-json.js';
 import { planMemoryGreedy } from './tooling/clip-memory-plan.js';
 import { attentionGraph, buildClipProgram, embeddingsGraph, mlpGraph } from './tooling/clip-program.js';
@@ -67,18 +67,6 @@ function testImages(size: number): { name: string; pixels: Float32Array }[] {
     { name: 'checkerboard', pixels: image((c, y, x) => ((Math.floor(x / 8) + Math.floor(y / 8)) % 2 === 0 ? 230 - 40 * c : 20 + 30 * c)) },
     { name: 'noise', pixels: image(() => Math.floor(random.uniform() * 256) % 256) },
   ];
-}
-
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let dot = 0;
-  let normA = 0;
-  let normB = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    normA += a[i]! ** 2;
-    normB += b[i]! ** 2;
-  }
-  return dot / Math.sqrt(normA * normB);
 }
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatFloat32 } from '../src/cli-embed-output.js';
 import { ImageEmbeddings, mapOrdered, preprocessImage } from '../src/embeddings.js';
 import { EmbedImageError } from '../src/errors.js';
-import { repoRoot } from './helpers.js';
+import { repoRoot, maxAbsDifference, cosine } from './helpers.js';
 import { encodePng, patternPixels, patternPng, seededBytes } from './embed-images.js';
 import { clipReferenceEmbedding } from './tooling/clip-reference.js';
 import { parseClipConfig, seededClipWeights } from './tooling/clip-weights.js';
@@ -20,24 +20,6 @@ const modelPath = path.join(repoRoot, 'fixtures', 'models', 'clip-tiny.pte');
 const config = parseClipConfig(JSON.parse(readFileSync(path.join(repoRoot, 'fixtures', 'models', 'clip-tiny.config.json'), 'utf8')));
 const weights = seededClipWeights(config, 1);
 const folder = mkdtempSync(path.join(tmpdir(), 'embed-api-'));
-
-function maxAbsDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
-  return max;
-}
-
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let dot = 0;
-  let normA = 0;
-  let normB = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    normA += a[i]! ** 2;
-    normB += b[i]! ** 2;
-  }
-  return dot / Math.sqrt(normA * normB);
-}
 
 function bits(values: Float32Array): number[] {
   return Array.from(new Uint32Array(values.buffer, values.byteOffset, values.length));

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { readNpy } from '../src/npy.js';
 import { checkDistIsFresh, runCli } from './cli-process.js';
-import { repoRoot } from './helpers.js';
+import { repoRoot, maxAbsDifference, cosine } from './helpers.js';
 import { patternPng } from './embed-images.js';
 import { clipReferenceEmbedding } from './tooling/clip-reference.js';
 import { parseClipConfig, seededClipWeights } from './tooling/clip-weights.js';
@@ -53,24 +53,6 @@ function readJsonl(file: string): JsonRecord[] {
     .split('\n')
     .filter((line) => line !== '')
     .map((line) => JSON.parse(line) as JsonRecord);
-}
-
-function maxAbsDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
-  return max;
-}
-
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let dot = 0;
-  let normA = 0;
-  let normB = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    normA += a[i]! ** 2;
-    normB += b[i]! ** 2;
-  }
-  return dot / Math.sqrt(normA * normB);
 }
 
 function embed(args: string[]) {

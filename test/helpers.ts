@@ -136,3 +136,23 @@ export async function expectErrorCode(promise: Promise<unknown>, code: ErrorCode
   expect((caught as EmbedImageError).code, `error code (message: ${(caught as Error).message})`).toBe(code);
   return caught as EmbedImageError;
 }
+
+/** Largest absolute elementwise difference of two equally long vectors. */
+export function maxAbsDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  return max;
+}
+
+/** Cosine similarity of two vectors, computed in float64. */
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let dot = 0;
+  let normA = 0;
+  let normB = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    normA += a[i]! ** 2;
+    normB += b[i]! ** 2;
+  }
+  return dot / Math.sqrt(normA * normB);
+}
