@@ -7,7 +7,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { Program, type Tensor } from '../src/program.js';
-import { expectErrorCode, repoRoot } from './helpers.js';
+import { expectErrorCode, maxAbsDifference, repoRoot } from './helpers.js';
 import { buildClipProgram } from './tooling/clip-program.js';
 import { clipReferenceEmbedding } from './tooling/clip-reference.js';
 import { parseClipConfig, seededClipWeights, type ClipVisionConfig } from './tooling/clip-weights.js';
@@ -37,12 +37,6 @@ async function embed(program: Program, data: Float32Array): Promise<Float32Array
   return (output as Tensor).data as Float32Array;
 }
 
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
-  return max;
-}
-
 const images = [1, 2, 3, 4, 5, 6].map(image);
 const references = images.map((pixels) => clipReferenceEmbedding(config, weights, pixels));
 
@@ -52,7 +46,7 @@ describe('program concurrency', () => {
     const results = await Promise.all(images.map((pixels) => embed(program, pixels)));
     program.dispose();
     results.forEach((result, i) => {
-      expect(maxAbsDiff(result, references[i]!), `image ${i}`).toBeLessThanOrEqual(1e-5);
+      expect(maxAbsDifference(result, references[i]!), `image ${i}`).toBeLessThanOrEqual(1e-5);
     });
   });
 
@@ -73,7 +67,7 @@ describe('program concurrency', () => {
     program.dispose();
     const results = await Promise.all(pending);
     results.forEach((result, i) => {
-      expect(maxAbsDiff(result, references[i]!), `image ${i}`).toBeLessThanOrEqual(1e-5);
+      expect(maxAbsDifference(result, references[i]!), `image ${i}`).toBeLessThanOrEqual(1e-5);
     });
   });
 
@@ -93,7 +87,7 @@ describe('program concurrency', () => {
     for (const [i, pixels] of images.slice(0, 3).entries()) {
       const a = await embed(one, pixels);
       const b = await embed(two, pixels);
-      expect(maxAbsDiff(b, clipReferenceEmbedding(wide, wideWeights, pixels)), `image ${i} vs float64`).toBeLessThanOrEqual(1e-5);
+      expect(maxAbsDifference(b, clipReferenceEmbedding(wide, wideWeights, pixels)), `image ${i} vs float64`).toBeLessThanOrEqual(1e-5);
       expect(Array.from(a), `image ${i}`).toEqual(Array.from(b));
     }
     one.dispose();
