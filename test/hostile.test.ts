@@ -246,7 +246,7 @@ describe('segments and constants', () => {
     const buffers = patcher.deref(patcher.root(), Slot.program.constantBuffer);
     const storage = patcher.deref(patcher.tableAt(buffers, 1), 0);
     patcher.setU32(storage, 3);
-    await expectLoadError(patcher.bytes, 'ERR_PTE_MALFORMED', /constant buffer 1 holds 3 bytes but the tensor needs 16/);
+    await expectLoadError(patcher.bytes, 'ERR_PTE_MALFORMED', /constant buffer 1 contains 3 bytes but the tensor needs 16/);
   });
 
   it('rejects a named data segment', async () => {
