@@ -223,16 +223,34 @@ export async function createGolden(images: string[], goldenPath: string, embedde
   if (images.length === 0) throw new EmbedImageError('ERR_INVALID_ARGUMENT', 'no images given; pass image files or folders');
   const entries: GoldenImage[] = [];
   const seen = new Map<string, string>();
+  // Every image must embed, or the file would silently check less than was asked. Images that
+  // fail are collected, so one error lists them all.
+  const failures: EmbedImageError[] = [];
   for (const [index, image] of images.entries()) {
     const path = relativeToGolden(goldenPath, image);
     const previous = seen.get(path);
     if (previous !== undefined) throw new EmbedImageError('ERR_INVALID_ARGUMENT', `${image} is given twice (also as ${previous}); pass each image once`);
     seen.set(path, image);
     const sha256 = await sha256OfFile(image);
-    const { embedding, input } = await embedder.embed(image);
+    let result: EmbedResult;
+    try {
+      result = await embedder.embed(image);
+    } catch (error) {
+      if (!(error instanceof EmbedImageError) || !error.code.startsWith('ERR_IMAGE')) throw error;
+      failures.push(error);
+      continue;
+    }
+    const { embedding, input } = result;
     entries.push({ path, sha256, dimensions: embedding.length, norm: Math.hypot(...embedding), inputSha256: tensorSha256(input), embedding: Array.from(embedding) });
     if (options.saveInputs !== undefined) await saveInput(join(options.saveInputs, `${path.replace(/\.\.\//g, '')}.npy`), input, embedder.inputShape);
     options.onProgress?.(index + 1, images.length, image);
+  }
+  if (failures.length > 0) {
+    const list = failures.map((failure) => failure.message).join('; ');
+    throw new EmbedImageError(
+      failures[0]!.code,
+      `${failures.length} of ${images.length} images could not be embedded, so ${goldenPath} was not written (a golden file needs every image; remove or fix these): ${list}`,
+    );
   }
   const golden: GoldenFile = {
     format: GOLDEN_FORMAT,

@@ -48,6 +48,23 @@ beforeAll(async () => {
 });
 
 describe('golden create', () => {
+  it('names every image that fails', async () => {
+    const folder = path.join(dir, 'with-bad');
+    mkdirSync(folder);
+    copyFileSync(path.join(repoRoot, 'fixtures', 'images', 'chelsea.png'), path.join(folder, 'chelsea.png'));
+    const header = readFileSync(path.join(repoRoot, 'fixtures', 'images', 'chelsea.png')).subarray(0, 100);
+    writeFileSync(path.join(folder, 'cut-a.png'), header);
+    writeFileSync(path.join(folder, 'cut-b.png'), header);
+    const out = path.join(dir, 'with-bad.json');
+    const result = await run(['golden', 'create', folder, '--model', path.join(dir, 'clip-tiny.pte'), '--out', out, '--threads', '1']);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain('2 of 3 images could not be embedded');
+    expect(result.stderr).toContain('cut-a.png');
+    expect(result.stderr).toContain('cut-b.png');
+    expect(result.stderr).toContain('ERR_IMAGE_DECODE');
+    expect(() => readFileSync(out)).toThrow();
+  });
+
   it('records provenance', () => {
     expect(original.model.name).toBe('clip-tiny.pte');
     expect(original.model.source).toBe('clip-tiny.pte');
