@@ -155,7 +155,7 @@ async function fuzz(options) {
   const newFindings = listFindings().filter((name) => !findingsBefore.has(name));
   const coverage = /cov: (\d+) ft: (\d+) corp: (\d+)\/(\S+)/.exec(lastStatus);
   console.log('');
-  console.log(`fuzz: ran ${options.seconds} s, exit status ${status}`);
+  console.log(`fuzz: stopped (time limit ${options.seconds} s), exit status ${status}`);
   console.log(`fuzz: executions ${stats.number_of_executed_units ?? 'unknown'} (${stats.average_exec_per_sec ?? '?'}/s), peak RSS ${stats.peak_rss_mb ?? '?'} MB`);
   if (coverage) {
     console.log(`fuzz: coverage cov ${coverage[1]} ft ${coverage[2]}, corpus ${coverage[3]} inputs (${coverage[4]})`);

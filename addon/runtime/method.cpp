@@ -713,12 +713,15 @@ Result<IoValue> collect_output(size_t index, const EValue& value) {
       output.dtype = tensor.dtype;
       output.sizes = tensor.sizes;
       output.nbytes = tensor.nbytes();
+      // Checked before allocating: a program can declare a large output that nothing wrote.
+      if (output.nbytes > 0 && (tensor.data == nullptr || output.nbytes > tensor.capacity)) {
+        return error(ErrorCode::kMalformed, "output ", index, " (", tensor.shape_string(), ", ",
+                     dtype_name(tensor.dtype), ") has no memory of that size: it is neither planned, constant, an "
+                     "input nor written by an operator");
+      }
       output.bytes = allocate_aligned(output.nbytes == 0 ? 1 : output.nbytes);
       if (!output.bytes) return error(ErrorCode::kOutOfMemory, "cannot allocate ", output.nbytes, " bytes for output ", index);
-      if (output.nbytes > 0) {
-        if (tensor.data == nullptr) return error(ErrorCode::kMalformed, "output ", index, " has no memory");
-        copy_to_contiguous(tensor, output.bytes.get());
-      }
+      if (output.nbytes > 0) copy_to_contiguous(tensor, output.bytes.get());
       break;
     }
     case Tag::kInt: output.int_value = value.int_value; break;
