@@ -591,6 +591,18 @@ describe('execution', () => {
     expect(performance.now() - started).toBeLessThan(2000);
   });
 
+  it('rejects a large output nothing wrote', async () => {
+    // 4 GiB declared: the check must come before any copy is allocated.
+    const bytes = build((m) => {
+      const ghost = m.tensor({ dtype: 'float32', sizes: [1 << 20, 1 << 10], planned: false });
+      m.setInputs([]).setOutputs([ghost]);
+    });
+    const program = await Program.load(bytes);
+    const error = await expectErrorCode(program.execute('forward', []), 'ERR_PTE_MALFORMED');
+    expect(error.message).toMatch(/output 0 \(\[1048576, 1024\], float32\) has no memory/);
+    program.dispose();
+  });
+
   it('rejects a tensor with no memory', async () => {
     const bytes = build((m) => {
       const x = m.tensor({ dtype: 'float32', sizes: [4] });
