@@ -290,11 +290,15 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
       EI_RETURN_IF_ERROR(add_input(args->input2_id(), false, "input 2"));
       return add_output(args->output_id());
     };
+    // Most nodes read one input and write one output.
+    auto connect = [&](uint32_t input, uint32_t output) -> Status {
+      EI_RETURN_IF_ERROR(add_input(input, false, "input"));
+      return add_output(output);
+    };
     auto unary = [&](NodeKind kind, const ei_xnn::_XNNNode1x1* args) -> Status {
       node.kind = kind;
       node.flags = args->flags();
-      EI_RETURN_IF_ERROR(add_input(args->input_id(), false, "input"));
-      return add_output(args->output_id());
+      return connect(args->input_id(), args->output_id());
     };
     auto conv = [&](NodeKind kind, const ei_xnn::_XNNNodeConv* args) -> Status {
       node.kind = kind;
@@ -332,8 +336,7 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
       node.stride_w = args->stride_width();
       node.dilation_h = args->dilation_height();
       node.dilation_w = args->dilation_width();
-      EI_RETURN_IF_ERROR(add_input(args->input_id(), false, "input"));
-      return add_output(args->output_id());
+      return connect(args->input_id(), args->output_id());
     };
     auto concatenate = [&](const ei_xnn::_XNNCat* args, int count) -> Status {
       node.kind = NodeKind::kConcatenate;
@@ -408,32 +411,28 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
         const auto* args = flat->xnode_union_as_XNNLeakyReLU();
         node.kind = NodeKind::kLeakyRelu;
         node.scalar = args->negative_slope();
-        status = add_input(args->input_id(), false, "input");
-        if (status.ok()) status = add_output(args->output_id());
+        status = connect(args->input_id(), args->output_id());
         break;
       }
       case U::XNNELU: {
         const auto* args = flat->xnode_union_as_XNNELU();
         node.kind = NodeKind::kElu;
         node.scalar = args->alpha();
-        status = add_input(args->input_id(), false, "input");
-        if (status.ok()) status = add_output(args->output_id());
+        status = connect(args->input_id(), args->output_id());
         break;
       }
       case U::XNNStaticTranspose: {
         const auto* args = flat->xnode_union_as_XNNStaticTranspose();
         node.kind = NodeKind::kStaticTranspose;
         node.list_a = list(args->perm());
-        status = add_input(args->input_id(), false, "input");
-        if (status.ok()) status = add_output(args->output_id());
+        status = connect(args->input_id(), args->output_id());
         break;
       }
       case U::XNNStaticReshape: {
         const auto* args = flat->xnode_union_as_XNNStaticReshape();
         node.kind = NodeKind::kStaticReshape;
         node.list_a = list(args->new_shape());
-        status = add_input(args->input_id(), false, "input");
-        if (status.ok()) status = add_output(args->output_id());
+        status = connect(args->input_id(), args->output_id());
         break;
       }
       case U::XNNStaticSlice: {
@@ -441,8 +440,7 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
         node.kind = NodeKind::kStaticSlice;
         node.list_a = list(args->offsets());
         node.list_b = list(args->sizes());
-        status = add_input(args->input_id(), false, "input");
-        if (status.ok()) status = add_output(args->output_id());
+        status = connect(args->input_id(), args->output_id());
         break;
       }
       case U::XNNStaticConstantPad: {
@@ -451,8 +449,7 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
         node.list_a = list(args->pre_paddings());
         node.list_b = list(args->post_paddings());
         node.scalar = args->padding_value();
-        status = add_input(args->input_id(), false, "input");
-        if (status.ok()) status = add_output(args->output_id());
+        status = connect(args->input_id(), args->output_id());
         break;
       }
       case U::XNNStaticResizeBilinear2D: {
@@ -461,8 +458,7 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
         node.flags = args->flags();
         node.new_h = args->new_height();
         node.new_w = args->new_width();
-        status = add_input(args->input_id(), false, "input");
-        if (status.ok()) status = add_output(args->output_id());
+        status = connect(args->input_id(), args->output_id());
         break;
       }
       case U::XNNConcatenate2: status = concatenate(flat->xnode_union_as_XNNConcatenate2(), 2); break;
@@ -483,8 +479,7 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
         node.kernel_w = args->pooling_width();
         node.stride_h = node.kernel_h;
         node.stride_w = node.kernel_w;
-        status = add_input(args->input_id(), false, "input");
-        if (status.ok()) status = add_output(args->output_value_id());
+        status = connect(args->input_id(), args->output_value_id());
         if (status.ok()) status = add_output(args->output_index_id());
         break;
       }
