@@ -130,7 +130,12 @@ export function formatReport(report: ComparisonReport, rows: number): string {
   if (report.pairs.length > shown.length) lines.push(`... ${report.pairs.length - shown.length} more pairs, all within tolerance (see --rows)`);
   lines.push('');
 
-  const percentileHeader = REPORTED_PERCENTILES.map((p) => (p === 0 ? 'min' : p === 100 ? 'max' : `p${p}`));
+  const percentileName = (p: number): string => {
+    if (p === 0) return 'min';
+    if (p === 100) return 'max';
+    return `p${p}`;
+  };
+  const percentileHeader = REPORTED_PERCENTILES.map(percentileName);
   lines.push(`percentiles over pairs: ${percentileHeader.join(' / ')}`);
   lines.push(`  cosine:  ${REPORTED_PERCENTILES.map((p) => formatNumber(report.percentiles.cosine[`p${p}`]!, 9)).join(' / ')}`);
   lines.push(`  max abs: ${REPORTED_PERCENTILES.map((p) => formatNumber(report.percentiles.maxAbs[`p${p}`]!)).join(' / ')}`);
@@ -159,7 +164,7 @@ export function verdictLine(report: ComparisonReport): string {
 // ---------------------------------------------------------------------------------------------
 // JSON report
 
-/** The report as plain JSON data; vectors are left out, records are named by path, sha256 and index. */
+/** Converts the report to plain JSON data. Vectors are left out, and records are named by path, sha256 and index. */
 export function reportToJson(report: ComparisonReport): unknown {
   const side = (record: PairResult['a']) => ({ index: record.index, ...(record.path !== undefined ? { path: record.path } : {}), ...(record.sha256 !== undefined ? { sha256: record.sha256 } : {}) });
   const finite = (value: number): number | null => (Number.isFinite(value) ? value : null);
@@ -270,7 +275,7 @@ export function formatJunit(report: ComparisonReport, suiteName: string, seconds
   ].join('\n');
 }
 
-/** A JUnit report for a comparison that could not run: one test case with an <error>. */
+/** Formats a JUnit report for a comparison that could not run: one test case with an <error>. */
 export function formatJunitError(error: EmbedImageError, suiteName: string, seconds: number, now = new Date()): string {
   const counts = { tests: 1, failures: 0, errors: 1, skipped: 0, time: seconds.toFixed(3) };
   return [

@@ -23,7 +23,7 @@ export interface VectorRecord {
 export interface VectorSet {
   /** The file the set was read from, as the user named it. */
   source: string;
-  /** How the file was read: "embed-image-json", "json-array", "jsonl", "golden", "npy", "raw-float32". */
+  /** The format the file was read as: "embed-image-json", "json-array", "jsonl", "golden", "npy" or "raw-float32". */
   format: string;
   records: VectorRecord[];
   /** Length of every vector, or 0 for an empty set. */
@@ -385,7 +385,7 @@ export function pairMetrics(a: ArrayLike<number>, b: ArrayLike<number>): PairMet
   return { cosine, maxAbs: nonFinite ? Number.NaN : maxAbs, maxAbsIndex, l2: Math.sqrt(sumDiff), normA, normB, nonFinite };
 }
 
-/** The percentile `p` (0 to 100) of `values`, interpolated linearly between order statistics (NumPy's default method). */
+/** Returns the percentile `p` (0 to 100) of `values`, interpolated linearly between order statistics (NumPy's default method). */
 export function percentile(values: number[], p: number): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((x, y) => x - y);
@@ -463,7 +463,7 @@ function medianNorm(records: VectorRecord[]): number {
   );
 }
 
-/** Whether unit length is expected, resolving "auto" from the median norms of both sides. */
+/** Tells whether unit length is expected, resolving "auto" from the median norms of both sides. */
 export function expectsUnitNorm(tolerance: Tolerance, pairs: RecordPair[]): boolean {
   if (tolerance.unitNorm !== 'auto') return tolerance.unitNorm;
   if (pairs.length === 0) return false;
@@ -609,7 +609,7 @@ export interface ComparisonReport {
   kind: string;
   a: SideInfo;
   b: SideInfo;
-  /** How records were matched (compare only). */
+  /** The match mode the records were paired by (compare only). */
   match?: string;
   dimensions: number;
   tolerance: Tolerance;

@@ -74,7 +74,7 @@ export interface EmbedResult {
   input: Float32Array;
 }
 
-/** What golden files need from an embedding model: its identity and one embedding per image file. */
+/** The embedding model a golden file is made and checked with: its identity and one embedding per image file. */
 export interface Embedder {
   model: { name: string; sha256: string; path: string };
   profile: string;
@@ -197,7 +197,7 @@ export async function readGolden(path: string): Promise<GoldenFile> {
 // Create
 
 export interface CreateGoldenOptions {
-  /** How the model was named on the command line: a path, a known model name or a URL. */
+  /** The model as named on the command line: a path, a known model name or a URL. */
   modelSpec: string;
   /** Folder where each image's input tensor is saved as IMAGE_PATH.npy, for diagnosis by a later check. */
   saveInputs?: string;
@@ -286,7 +286,7 @@ async function saveInput(file: string, data: Float32Array, shape: number[]): Pro
   await writeNpy(file, { dtype: 'float32', shape, data });
 }
 
-/** The saved input tensor of an image, or undefined when the golden file has none for it. */
+/** Reads the saved input tensor of an image; returns undefined when the golden file has none for it. */
 async function savedInput(golden: GoldenFile, goldenPath: string, image: GoldenImage): Promise<Tensor | undefined> {
   if (golden.inputs === undefined) return undefined;
   const file = resolve(dirname(resolve(goldenPath)), golden.inputs, `${image.path.replace(/\.\.\//g, '')}.npy`);
@@ -335,7 +335,7 @@ export async function checkImages(golden: GoldenFile, goldenPath: string): Promi
   return problems;
 }
 
-/** The error for missing or changed images, naming each one. */
+/** Builds the error for missing or changed images, naming each one. */
 export function imageProblemsError(problems: ImageProblem[], goldenPath: string, allowUpdate: boolean): EmbedImageError {
   const missing = problems.filter((item) => item.problem === 'missing');
   const changed = problems.filter((item) => item.problem === 'changed');
@@ -353,7 +353,7 @@ export function imageProblemsError(problems: ImageProblem[], goldenPath: string,
   return new EmbedImageError(missing.length > 0 ? 'ERR_FILE_NOT_FOUND' : 'ERR_GOLDEN_INPUT_CHANGED', `${goldenPath}: ${parts.join('; ')}; ${hint}`);
 }
 
-/** The error for a model file whose sha256 differs from the golden file's. */
+/** Builds the error for a model file whose sha256 differs from the golden file's. */
 export function modelChangedError(golden: GoldenFile, goldenPath: string, model: { path: string; sha256: string }): EmbedImageError {
   return new EmbedImageError(
     'ERR_GOLDEN_MODEL_CHANGED',
@@ -386,7 +386,7 @@ export async function checkGolden(
     const { embedding, input } = await embedder.embed(resolve(folder, image.path));
     inputs.push(input);
     if (embedding.length !== image.embedding.length) {
-      throw new EmbedImageError('ERR_GOLDEN_MODEL_CHANGED', `${goldenPath}: ${image.path} now has an embedding of ${embedding.length} values, but the golden file holds ${image.embedding.length}; is it the same model?`);
+      throw new EmbedImageError('ERR_GOLDEN_MODEL_CHANGED', `${goldenPath}: ${image.path} now has an embedding of ${embedding.length} values, but the golden file contains ${image.embedding.length}; check that it is the same model`);
     }
     fresh.push(embedding);
     pairs.push({

@@ -338,7 +338,7 @@ void copy_between_layouts(const Tensor& input, Tensor& out);
 // ---------------------------------------------------------------------------------------
 // Typed views of tensor data
 
-// A tensor's elements as T: the tensor's own memory when it already holds T and does not
+// A tensor's elements as T: the tensor's own memory when its dtype is already T and does not
 // overlap `out`, else a converted copy. With allow_exact_alias, memory that is exactly
 // out's (same start, count and dtype) is read in place, which suits kernels that read each
 // element before writing the same element.
@@ -371,7 +371,7 @@ class InputView {
   std::unique_ptr<T[]> storage_;
 };
 
-// Storage to write an output as T: the out tensor's own memory when it holds T, else a
+// Storage to write an output as T: the out tensor's own memory when its dtype is T, else a
 // buffer that commit() converts into the out tensor.
 template <typename T>
 class OutputView {

@@ -15,7 +15,7 @@ using flatbuffers::uoffset_t;
 
 // Kernels read bool elements as C++ bool, for which only the bytes 0 and 1 are valid. Bytes
 // entering from a file or a caller are normalized to 0/1 on the way in. NOTE: a program that
-// plans a bool tensor over another dtype's memory can still hand kernels other bytes; the
+// plans a bool tensor over another dtype's memory can still hand kernels other bytes. The
 // results are then unspecified but stay within the tensors' memory.
 void normalize_bools(void* data, size_t count) {
   auto* bytes = static_cast<uint8_t*>(data);
@@ -208,7 +208,11 @@ Status Program::check_values(MethodPlan& plan) {
       case ei_pte::KernelTypes::OptionalTensorList: {
         bool optional = flat->val_type() == ei_pte::KernelTypes::OptionalTensorList;
         bool ints = flat->val_type() == ei_pte::KernelTypes::IntList;
-        slot.value.tag = ints ? Tag::kIntList : optional ? Tag::kOptionalTensorList : Tag::kTensorList;
+        if (ints) {
+          slot.value.tag = Tag::kIntList;
+        } else {
+          slot.value.tag = optional ? Tag::kOptionalTensorList : Tag::kTensorList;
+        }
         if (ints) {
           if (const auto* items = flat->val_as_IntList()->items()) {
             for (int64_t item : *items) {
@@ -370,7 +374,7 @@ Status Program::check_values(MethodPlan& plan) {
     } else if (flat->data_buffer_idx() > 0) {
       auto bytes = tensor_data(flat, nbytes, false);
       if (!bytes.ok()) return bytes.status().with_context("tensor value " + std::to_string(i) + ": ");
-      // Constants are used in place; the file data starts 64-byte aligned in memory, so the
+      // Constants are used in place. The file data starts 64-byte aligned in memory, so the
       // address shows whether the constant's offset in the file suits its dtype.
       if (nbytes > 0 && reinterpret_cast<uintptr_t>(bytes.value()) % element_size(tensor.dtype) != 0) {
         return error(ErrorCode::kMalformed, "tensor value ", i, " (", dtype_name(tensor.dtype),

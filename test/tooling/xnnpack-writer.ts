@@ -588,7 +588,9 @@ export class XnnGraphBuilder {
     const valueOffsets = this.values.map((value, id) => {
       const dims = uintVectorOf(value.dims);
       const externalId = externalIds.get(id) ?? XNN_INVALID_VALUE_ID;
-      const flags = value.kind === 'input' ? XNN_VALUE_FLAG_EXTERNAL_INPUT : value.kind === 'output' ? XNN_VALUE_FLAG_EXTERNAL_OUTPUT : 0;
+      let flags = 0;
+      if (value.kind === 'input') flags = XNN_VALUE_FLAG_EXTERNAL_INPUT;
+      if (value.kind === 'output') flags = XNN_VALUE_FLAG_EXTERNAL_OUTPUT;
       builder.startObject(8);
       builder.addFieldInt16(0, XnnDatatype[value.datatype], 0);
       builder.addFieldInt32(1, value.dims.length, 0);
