@@ -59,6 +59,9 @@ describe('binary nodes', () => {
     ['[1] scalar', [31], [1]],
     ['[5,1,7] with [1,13,1]', [5, 1, 7], [1, 13, 1]],
     ['odd same shape', [1, 31, 17], [1, 31, 17]],
+    ['[1,3,5,7] with per-channel [1,3,1,1]', [1, 3, 5, 7], [1, 3, 1, 1]],
+    ['per-channel [3,1,1] first, rows split across threads', [3, 1, 1], [2, 3, 67, 129]],
+    ['[4,1,6,1] with [5,1,7]', [4, 1, 6, 1], [5, 1, 7]],
   ];
   let seed = 100;
   for (const [member, reference] of Object.entries(BINARY_REFERENCES) as [keyof typeof BINARY_REFERENCES, (x: number, y: number) => number][]) {

@@ -111,29 +111,61 @@ void binary_broadcast(const float* a, const Dims& a_dims, const float* b, const 
       return;
     }
   }
-  // General case: walk the output with per-input strides (0 along broadcast dimensions).
+  // General case. Each input gets a stride per output dimension (0 where it broadcasts), and
+  // neighbouring dimensions that both inputs step through alike merge into one. The innermost
+  // merged dimension then runs as a plain loop over rows of the output, split across the pool
+  // (a [1, 3, 224, 224] image minus a [1, 3, 1, 1] mean is 3 rows of 50,176).
   size_t rank = out_dims.size();
-  Dims sa(rank, 0), sb(rank, 0);
   Dims a_strides = row_major_strides(a_dims), b_strides = row_major_strides(b_dims);
+  Dims sizes, sa, sb;
   for (size_t i = 0; i < rank; ++i) {
     size_t offset_a = rank - a_dims.size(), offset_b = rank - b_dims.size();
-    if (i >= offset_a && a_dims[i - offset_a] != 1) sa[i] = a_strides[i - offset_a];
-    if (i >= offset_b && b_dims[i - offset_b] != 1) sb[i] = b_strides[i - offset_b];
-  }
-  Dims position(rank, 0);
-  int64_t ia = 0, ib = 0;
-  for (size_t i = 0; i < count; ++i) {
-    out[i] = op(a[ia], b[ib]);
-    for (size_t d = rank; d-- > 0;) {
-      ++position[d];
-      ia += sa[d];
-      ib += sb[d];
-      if (position[d] < out_dims[d]) break;
-      ia -= sa[d] * position[d];
-      ib -= sb[d] * position[d];
-      position[d] = 0;
+    int64_t stride_a = i >= offset_a && a_dims[i - offset_a] != 1 ? a_strides[i - offset_a] : 0;
+    int64_t stride_b = i >= offset_b && b_dims[i - offset_b] != 1 ? b_strides[i - offset_b] : 0;
+    if (out_dims[i] == 1) continue;
+    if (!sizes.empty() && sa.back() == stride_a * out_dims[i] && sb.back() == stride_b * out_dims[i]) {
+      sizes.back() *= out_dims[i];
+      sa.back() = stride_a;
+      sb.back() = stride_b;
+    } else {
+      sizes.push_back(out_dims[i]);
+      sa.push_back(stride_a);
+      sb.push_back(stride_b);
     }
   }
+  if (sizes.empty()) {
+    if (count > 0) out[0] = op(a[0], b[0]);
+    return;
+  }
+  int64_t inner = sizes.back();
+  int64_t inner_a = sa.back(), inner_b = sb.back();
+  size_t outer_rank = sizes.size() - 1;
+  size_t rows = count / static_cast<size_t>(inner);
+  parallel_for(pool, rows, std::max<size_t>(1, static_cast<size_t>((1 << 14) / inner)), [&](size_t begin, size_t end) {
+    for (size_t row = begin; row < end; ++row) {
+      int64_t ia = 0, ib = 0;
+      for (size_t d = outer_rank, rest = row; d-- > 0;) {
+        int64_t position = static_cast<int64_t>(rest % static_cast<size_t>(sizes[d]));
+        rest /= static_cast<size_t>(sizes[d]);
+        ia += position * sa[d];
+        ib += position * sb[d];
+      }
+      float* target = out + static_cast<int64_t>(row) * inner;
+      const float* x = a + ia;
+      const float* y = b + ib;
+      if (inner_a == 1 && inner_b == 1) {
+        for (int64_t j = 0; j < inner; ++j) target[j] = op(x[j], y[j]);
+      } else if (inner_a == 1 && inner_b == 0) {
+        float value = y[0];
+        for (int64_t j = 0; j < inner; ++j) target[j] = op(x[j], value);
+      } else if (inner_a == 0 && inner_b == 1) {
+        float value = x[0];
+        for (int64_t j = 0; j < inner; ++j) target[j] = op(value, y[j]);
+      } else {
+        for (int64_t j = 0; j < inner; ++j) target[j] = op(x[j * inner_a], y[j * inner_b]);
+      }
+    }
+  });
 }
 
 template <typename Op>
