@@ -5,9 +5,11 @@
  * a fresh child process (scripts/bench-worker.mjs) so peak RSS belongs to it alone. Prints a
  * Markdown report; record it in docs/benchmarks.md with the machine and the command.
  *
- *   npm run bench [-- --runs N] [-- --images N] [-- --small]
+ *   npm run bench [-- --runs N] [-- --images N] [-- --small] [-- --prepare]
  *
  * --small uses a 2-layer model of the same width, for a quick check of the tooling.
+ * --prepare writes the two model files and prints their paths, without measuring. They live
+ * in node_modules/.cache/embed-image-bench/, which a rebuild of the addon does not clear.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -26,6 +28,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '20' },
     images: { type: 'string', default: '24' },
     small: { type: 'boolean', default: false },
+    prepare: { type: 'boolean', default: false },
   },
 });
 const runs = Number(values.runs);
@@ -47,7 +50,7 @@ const config: ClipVisionConfig = {
 const seed = 1;
 
 function prepareModels(): { pte: string; onnx: string } {
-  const folder = join(root, 'build', 'bench');
+  const folder = join(root, 'node_modules', '.cache', 'embed-image-bench');
   mkdirSync(folder, { recursive: true });
   const stem = join(folder, `clip-vit-b32-${config.num_hidden_layers}l-seed${seed}`);
   const pte = `${stem}.pte`;
@@ -111,6 +114,10 @@ function matrixProducts(): { shape: [number, number, number]; count: number; wei
 
 function main(): void {
   const { pte, onnx } = prepareModels();
+  if (values.prepare) {
+    process.stdout.write(`${pte}\n${onnx}\n`);
+    return;
+  }
   const modelMiB = statSync(pte).size / 2 ** 20;
   const products = matrixProducts();
   const flops = products.reduce((sum, p) => sum + 2 * p.shape[0] * p.shape[1] * p.shape[2] * p.count, 0);
