@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
@@ -78,6 +79,11 @@ constexpr int64_t kDepth = 192;
 // shapes with weights far larger than the caches (2-core Xeon, AVX-512): 98 ms per image with
 // no prefetch, 82 ms prefetching 16 indices ahead, 75 ms prefetching one slice ahead.
 constexpr int64_t kPrefetchDistance = kDepth;
+// Rows of activation per group: a group's rows (up to 150 x 3072 floats, 1.8 MiB) stay in a
+// core's L2 cache while every weight panel passes them. Measured on 400 x 256 x 768 with
+// the weights in cache (one core): 70 % of the FMA peak with all 400 rows in one pass, 82 %
+// with 140 rows.
+constexpr int64_t kGroupRows = 150;
 
 // Adds a[rows, k] * panel[k, kPanel] to a rows x kPanel block of c, in order of k. The sums
 // start from the bias on the first slice (`first`) and from c's partial sums afterwards, so
@@ -171,40 +177,81 @@ bool pack_weights(ThreadPool* pool, const float* w, int64_t n, int64_t k, bool w
   return true;
 }
 
-void packed_linear(ThreadPool* pool, int64_t m, const float* a, int64_t lda, const PackedWeights& weights, float* c,
-                   int64_t ldc) {
+void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const PackedWeights& weights,
+                   const Activation& activation) {
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
   int64_t n = weights.n;
   int64_t k = weights.k;
   int64_t panels = (n + kPanel - 1) / kPanel;
   const float* data = weights.data.get();
   const float* bias = weights.bias.get();
-  // Work items are panels: each thread streams its own share of the weights once, and the
-  // small activation stays in its cache across panels.
-  size_t grain = m * n * k < (int64_t{1} << 20) ? static_cast<size_t>(panels) : 1;
-  parallel_for(pool, static_cast<size_t>(panels), grain, [&](size_t begin, size_t end) {
-    for (size_t panel = begin; panel < end; ++panel) {
-      int64_t first = static_cast<int64_t>(panel) * kPanel;
+
+  // Row blocks of nearly equal size within each segment (50 rows: 13, 13, 12, 12), because a
+  // short last block would reload the whole panel for a few rows.
+  struct Block {
+    const float* a;
+    int64_t lda;
+    float* c;
+    int64_t ldc;
+    int rows;
+  };
+  std::vector<Block> blocks;
+  std::vector<size_t> group_starts{0};
+  int64_t total_rows = 0, group_rows = 0;
+  for (const RowSegment& segment : segments) {
+    int64_t count = (segment.m + kRows - 1) / kRows;
+    for (int64_t block = 0, row = 0; block < count; ++block) {
+      int rows = static_cast<int>((segment.m - row) / (count - block));
+      if (group_rows > 0 && group_rows + rows > kGroupRows) {
+        group_starts.push_back(blocks.size());
+        group_rows = 0;
+      }
+      blocks.push_back({segment.a + row * segment.lda, segment.lda, segment.c + row * segment.ldc, segment.ldc, rows});
+      group_rows += rows;
+      row += rows;
+    }
+    total_rows += segment.m;
+  }
+  group_starts.push_back(blocks.size());
+  if (blocks.empty()) return;
+  int64_t groups = static_cast<int64_t>(group_starts.size()) - 1;
+
+  // Work items are (row group, panel) pairs, group-major: a thread's consecutive items share
+  // the group's activation rows, which stay in its L2 cache, while the weights stream past.
+  size_t items = static_cast<size_t>(groups * panels);
+  size_t grain = total_rows * n * k < (int64_t{1} << 20) ? items : 1;
+  parallel_for(pool, items, grain, [&](size_t begin, size_t end) {
+    for (size_t item = begin; item < end; ++item) {
+      int64_t group = static_cast<int64_t>(item) / panels;
+      int64_t panel = static_cast<int64_t>(item) % panels;
+      int64_t first = panel * kPanel;
       int columns = static_cast<int>(std::min<int64_t>(kPanel, n - first));
-      const float* panel_data = data + static_cast<int64_t>(panel) * kPanel * k;
+      const float* panel_data = data + panel * kPanel * k;
       const float* panel_bias = bias ? bias + first : nullptr;
-      // Rows in blocks of nearly equal size (50 rows: 13, 13, 12, 12), because a short last
-      // block would reload the whole panel for a few rows.
-      int64_t blocks = (m + kRows - 1) / kRows;
       for (int64_t depth = 0; depth < k; depth += kDepth) {
         int64_t slice = std::min(kDepth, k - depth);
-        for (int64_t block = 0, row = 0; block < blocks; ++block) {
-          int rows = static_cast<int>((m - row) / (blocks - block));
-          run_rows<kRows>(rows, slice, a + row * lda + depth, lda, panel_data + depth * kPanel, depth == 0, panel_bias,
-                          c + row * ldc + first, ldc, columns);
-          row += rows;
+        for (size_t b = group_starts[static_cast<size_t>(group)]; b < group_starts[static_cast<size_t>(group) + 1]; ++b) {
+          const Block& block = blocks[b];
+          run_rows<kRows>(block.rows, slice, block.a + depth, block.lda, panel_data + depth * kPanel, depth == 0,
+                          panel_bias, block.c + first, block.ldc, columns);
         }
+      }
+      if (activation.kind == Activation::Kind::kNone) continue;
+      for (size_t b = group_starts[static_cast<size_t>(group)]; b < group_starts[static_cast<size_t>(group) + 1]; ++b) {
+        const Block& block = blocks[b];
+        for (int r = 0; r < block.rows; ++r) apply_activation(activation, block.c + r * block.ldc + first, columns);
       }
     }
   });
 #else
-  (void)pool, (void)m, (void)a, (void)lda, (void)weights, (void)c, (void)ldc;
+  (void)pool, (void)segments, (void)weights, (void)activation;
 #endif
+}
+
+void packed_linear(ThreadPool* pool, int64_t m, const float* a, int64_t lda, const PackedWeights& weights, float* c,
+                   int64_t ldc, const Activation& activation) {
+  RowSegment segment{m, a, lda, c, ldc};
+  packed_linear(pool, std::span<const RowSegment>(&segment, 1), weights, activation);
 }
 
 }  // namespace ei::xnn

@@ -10,7 +10,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 
+#include "backends/vector_math.h"
 #include "runtime/thread_pool.h"
 
 namespace ei::xnn {
@@ -34,9 +36,24 @@ struct PackedWeights {
 bool pack_weights(ThreadPool* pool, const float* w, int64_t n, int64_t k, bool w_is_k_by_n, const float* bias,
                   PackedWeights& packed);
 
+// Rows of one product: c[m, n] (row stride ldc) = a[m, k] (row stride lda) * w^T + bias.
+struct RowSegment {
+  int64_t m;
+  const float* a;
+  int64_t lda;
+  float* c;
+  int64_t ldc;
+};
+
+// Computes several products with the same weights in one pass over them, for calls batched
+// together, and applies `activation` to each output while it is still in cache. Each output
+// row is computed exactly as it would be alone.
+void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const PackedWeights& weights,
+                   const Activation& activation = {});
+
 // c[m, n] (row stride ldc) = a[m, k] (row stride lda) * w^T + bias. Each output element is
 // one sequential sum over k, so results do not depend on the thread count.
 void packed_linear(ThreadPool* pool, int64_t m, const float* a, int64_t lda, const PackedWeights& weights, float* c,
-                   int64_t ldc);
+                   int64_t ldc, const Activation& activation = {});
 
 }  // namespace ei::xnn

@@ -40,4 +40,25 @@ inline float exp_fast(float x) {
 
 inline float sigmoid_fast(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
 
+// transformers' QuickGELU, x * sigmoid(scale * x) (scale 1.702 in CLIP), with the rounding
+// steps of the Multiply, Sigmoid and Multiply nodes it replaces, so fusing them changes no bit.
+inline float quick_gelu(float x, float scale) {
+  float scaled = x * scale;
+  return x * sigmoid_fast(scaled);
+}
+
+// An elementwise function applied to a linear layer's output as it is written.
+struct Activation {
+  enum class Kind : uint8_t { kNone, kQuickGelu };
+  Kind kind = Kind::kNone;
+  float scale = 0;
+};
+
+inline void apply_activation(const Activation& activation, float* data, size_t count) {
+  if (activation.kind == Activation::Kind::kQuickGelu) {
+    float scale = activation.scale;
+    for (size_t i = 0; i < count; ++i) data[i] = quick_gelu(data[i], scale);
+  }
+}
+
 }  // namespace ei::xnn

@@ -536,9 +536,89 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
 
   use_single_threaded_blas();
   self.max_workspace_bytes_ = context.max_workspace_bytes;
+  self.fuse_nodes();
   self.pack_constant_weights(context);
   self.plan_at_load();
   return result;
+}
+
+void Graph::fuse_nodes() {
+  // Readers of each value, in node order. readers_of() fails for external outputs, which the
+  // caller reads too.
+  std::vector<std::vector<uint32_t>> readers(values_.size());
+  for (uint32_t n = 0; n < nodes_.size(); ++n) {
+    for (uint32_t input : nodes_[n].inputs) {
+      if (input != kInvalidId) readers[input].push_back(n);
+    }
+  }
+  auto readers_of = [&](uint32_t value, std::vector<uint32_t>& found) {
+    if (values_[value].external_output) return false;
+    found = readers[value];
+    return true;
+  };
+  auto unclamped = [](const Node& node) {
+    return node.output_min == -std::numeric_limits<float>::infinity() &&
+           node.output_max == std::numeric_limits<float>::infinity();
+  };
+  // The other input of a two-input node, or kInvalidId when `value` is not one of them.
+  auto other_input = [](const Node& node, uint32_t value) {
+    if (node.inputs.size() != 2) return kInvalidId;
+    if (node.inputs[0] == value) return node.inputs[1];
+    return node.inputs[1] == value ? node.inputs[0] : kInvalidId;
+  };
+
+  std::vector<bool> removed(nodes_.size(), false);
+  bool changed = false;
+  for (uint32_t n = 0; n < nodes_.size(); ++n) {
+    Node& linear = nodes_[n];
+    if (linear.kind != NodeKind::kFullyConnected || !unclamped(linear) || linear.outputs.size() != 1) continue;
+    uint32_t x = linear.outputs[0];
+    std::vector<uint32_t> x_readers, t_readers, s_readers;
+    if (!readers_of(x, x_readers) || x_readers.size() != 2) continue;
+    // x * c, with c a constant of one element and a rank that does not raise x's.
+    const Node& scale = nodes_[x_readers[0]];
+    uint32_t c = other_input(scale, x);
+    if (scale.kind != NodeKind::kMultiply || !unclamped(scale) || c == kInvalidId || c == x) continue;
+    const Value& constant = values_[c];
+    if (constant.constant == nullptr || checked_numel(constant.dims) != 1 || constant.dims.size() > values_[x].dims.size()) continue;
+    uint32_t t = scale.outputs[0];
+    if (!readers_of(t, t_readers) || t_readers.size() != 1) continue;
+    const Node& sigmoid = nodes_[t_readers[0]];
+    if (sigmoid.kind != NodeKind::kSigmoid || !unclamped(sigmoid)) continue;
+    uint32_t s = sigmoid.outputs[0];
+    if (!readers_of(s, s_readers) || s_readers.size() != 1 || s_readers[0] != x_readers[1]) continue;
+    const Node& product = nodes_[x_readers[1]];
+    if (product.kind != NodeKind::kMultiply || other_input(product, x) != s) continue;
+    uint32_t y = product.outputs[0];
+    if (values_[y].dims != values_[x].dims) continue;
+
+    linear.activation = {Activation::Kind::kQuickGelu, constant.constant[0]};
+    linear.outputs[0] = y;
+    linear.output_min = product.output_min;
+    linear.output_max = product.output_max;
+    removed[x_readers[0]] = removed[t_readers[0]] = removed[x_readers[1]] = true;
+    changed = true;
+  }
+  if (!changed) return;
+  std::vector<Node> kept;
+  for (uint32_t n = 0; n < nodes_.size(); ++n) {
+    if (!removed[n]) kept.push_back(std::move(nodes_[n]));
+  }
+  nodes_ = std::move(kept);
+  compute_lifetimes();
+}
+
+void Graph::compute_lifetimes() {
+  for (Value& value : values_) value.first_use = value.last_use = -1;
+  for (uint32_t n = 0; n < nodes_.size(); ++n) {
+    for (uint32_t input : nodes_[n].inputs) {
+      if (input != kInvalidId) values_[input].last_use = static_cast<int32_t>(n);
+    }
+    for (uint32_t output : nodes_[n].outputs) {
+      values_[output].first_use = static_cast<int32_t>(n);
+      values_[output].last_use = std::max(values_[output].last_use, static_cast<int32_t>(n));
+    }
+  }
 }
 
 void Graph::pack_constant_weights(const BackendInitContext& context) {

@@ -75,6 +75,9 @@ struct Node {
   uint32_t groups = 1, group_in = 0, group_out = 0, adjust_h = 0, adjust_w = 0;
   uint32_t new_h = 0, new_w = 0;
   int32_t packed = -1;           // index into Graph::packed_ when the weights were packed at load
+  // FullyConnected only: set at load when the nodes after it computed this function of its
+  // output (see Graph::fuse_nodes); applied before the clamp.
+  Activation activation;
 };
 
 // Everything a call needs besides the graph: value shapes, pointers and scratch memory.
@@ -93,6 +96,12 @@ class Graph final : public DelegateHandle {
   Status execute(KernelContext& context, std::span<EValue* const> args) const override;
 
  private:
+  // Folds node sequences into the node before them where the result is bit for bit the same:
+  // FullyConnected, Multiply by a one-element constant, Sigmoid and Multiply by the first
+  // output (transformers' QuickGELU) become one FullyConnected with an activation.
+  void fuse_nodes();
+  // Recomputes each value's first and last use after nodes changed.
+  void compute_lifetimes();
   // Packs the constant weights of FullyConnected and Conv2d nodes for packed_linear().
   void pack_constant_weights(const BackendInitContext& context);
   Status infer_shapes(CallState& state) const;

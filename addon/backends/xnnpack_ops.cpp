@@ -657,9 +657,14 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
       int64_t n = transposed ? filter[1] : filter[0];
       int64_t m = k == 0 ? 0 : numel(in_dims(0)) / k;
       if (node.packed >= 0) {
-        packed_linear(pool, m, in(0), k, packed_[static_cast<size_t>(node.packed)], out, n);
+        packed_linear(pool, m, in(0), k, packed_[static_cast<size_t>(node.packed)], out, n, node.activation);
       } else {
         linear(pool, m, n, k, in(0), in(1), transposed, node.inputs[2] == kInvalidId ? nullptr : in(2), out);
+        if (node.activation.kind != Activation::Kind::kNone) {
+          parallel_for(pool, count, 1 << 14, [&](size_t begin, size_t end) {
+            apply_activation(node.activation, out + begin, end - begin);
+          });
+        }
       }
       break;
     }
