@@ -17,13 +17,13 @@
 
 namespace ei::xnn {
 
-// Columns per panel: two vector registers of floats (AVX-512: 32, AVX2: 16), or 0 when this
-// build has no packed kernel and linear layers use the BLAS.
+// Columns per kernel block: two vector registers of floats (AVX-512: 32, AVX2: 16), or 0 when
+// this build has no packed kernel and linear layers use the BLAS.
 int packed_panel_width();
 
-// A weight matrix for c = a * w^T (w is [n, k]), stored as ceil(n / panel) panels; panel p
-// holds, for each of the k inner indices, the panel's `panel` output columns side by side
-// (zeros past n). The bias, when present, is padded the same way.
+// A weight matrix for c = a * w^T (w is [n, k]), packed for packed_linear(): in slices of 768
+// inner indices, each slice a row of panels of one vector's width of output columns, each
+// panel [depth][width] floats (zeros past n). The bias, when present, is padded the same way.
 struct PackedWeights {
   int64_t n = 0;
   int64_t k = 0;
