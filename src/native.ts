@@ -58,6 +58,8 @@ export interface NativeProgram {
   methodNames(): string[];
   methodMeta(name: string): NativeMethodMeta;
   execute(method: string, inputs: NativeValue[]): Promise<NativeValue[]>;
+  /** Runs several calls together; each entry is that call's outputs or the Error it failed with. */
+  executeBatch(method: string, calls: NativeValue[][]): Promise<(NativeValue[] | Error)[]>;
   /** File format details: header, segments, sizes. */
   info(): NativeProgramInfo;
   dispose(): void;

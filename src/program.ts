@@ -2,11 +2,13 @@
  * Typed access to ExecuTorch programs (.pte files): load, inspect and execute methods.
  *
  * Execution runs on a worker thread, never on the JS thread. One Program may execute
- * concurrently. Each call takes its own instance of the method's planned memory from a pool,
- * so calls never wait for each other, and delegates are initialized once per program and
- * shared. While two or more calls run, each runs its loops on its own thread instead of
- * splitting them over the program's threads. dispose() is safe while calls run: they
- * finish, and the memory is released after the last one.
+ * concurrently. Calls of the same method that are waiting when the previous ones finish run
+ * together as one batch (up to `maxBatch`): they step through the method side by side, each
+ * with its own instance of the method's planned memory, so each matrix product with
+ * constant weights reads the weights once for the whole batch. A lone call starts at once
+ * and splits its loops over the program's threads. Outputs are bit for bit those of a call
+ * run alone. dispose() is safe while calls run or wait: they finish, and the memory is
+ * released after the last one.
  */
 import { EmbedImageError, fromNativeError } from './errors.js';
 import {
@@ -48,6 +50,25 @@ export interface LoadOptions {
    * fail with ERR_OUT_OF_MEMORY instead of exhausting the machine.
    */
   maxMemory?: number;
+  /**
+   * Most calls of one method that run together as a batch (default 8). Larger batches raise
+   * throughput on models whose weights exceed the CPU caches, at the cost of each call's
+   * latency and of one method instance of memory per call. 1 runs each call on its own.
+   */
+  maxBatch?: number;
+}
+
+/** A call waiting for its batch. */
+interface PendingCall {
+  inputs: NativeValue[];
+  resolve: (outputs: Value[]) => void;
+  reject: (error: unknown) => void;
+}
+
+/** The calls of one method: those waiting, and whether a batch is running. */
+interface MethodQueue {
+  waiting: PendingCall[];
+  running: boolean;
 }
 
 const typedArrayForDType: Record<DType, new (length: number) => TensorData> = {
@@ -94,10 +115,15 @@ export class Program {
   /** The file path, or "<buffer>" for a program loaded from memory. */
   readonly source: string;
   #native: NativeProgram | undefined;
+  readonly #maxBatch: number;
+  readonly #queues = new Map<string, MethodQueue>();
+  /** Set by dispose() while batches still run or wait; the handle is released after them. */
+  #disposing: NativeProgram | undefined;
 
-  private constructor(source: string, handle: NativeProgram) {
+  private constructor(source: string, handle: NativeProgram, maxBatch: number) {
     this.source = source;
     this.#native = handle;
+    this.#maxBatch = maxBatch;
   }
 
   /** Loads a program from a .pte path or from bytes. Files are memory-mapped, and weights are used in place. */
@@ -114,6 +140,10 @@ export class Program {
     if (!Number.isSafeInteger(maxMemory) || maxMemory < 1) {
       throw new EmbedImageError('ERR_INVALID_ARGUMENT', `maxMemory must be a positive number of bytes, got ${maxMemory}`);
     }
+    const maxBatch = options.maxBatch ?? 8;
+    if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > 256) {
+      throw new EmbedImageError('ERR_INVALID_ARGUMENT', `maxBatch must be an integer from 1 to 256, got ${maxBatch}`);
+    }
     if (typeof source !== 'string' && !(source instanceof Uint8Array)) {
       throw new EmbedImageError('ERR_INVALID_ARGUMENT', 'source must be a file path or a Uint8Array/Buffer of .pte bytes');
     }
@@ -124,7 +154,7 @@ export class Program {
         maxInstructions,
         maxMemory,
       });
-      return new Program(typeof source === 'string' ? source : '<buffer>', handle);
+      return new Program(typeof source === 'string' ? source : '<buffer>', handle, maxBatch);
     } catch (error) {
       throw fromNativeError(error);
     }
@@ -160,17 +190,67 @@ export class Program {
       if (isTensor(input)) checkTensor(input, `method "${method}" input ${index}`);
     });
     const handle = this.#handle();
-    try {
-      return (await handle.execute(method, inputs as NativeValue[])) as Value[];
-    } catch (error) {
-      throw fromNativeError(error);
+    if (this.#maxBatch === 1) {
+      try {
+        return (await handle.execute(method, inputs as NativeValue[])) as Value[];
+      } catch (error) {
+        throw fromNativeError(error);
+      }
+    }
+    let queue = this.#queues.get(method);
+    if (!queue) {
+      queue = { waiting: [], running: false };
+      this.#queues.set(method, queue);
+    }
+    const outputs = new Promise<Value[]>((resolve, reject) => {
+      queue.waiting.push({ inputs: inputs as NativeValue[], resolve, reject });
+    });
+    if (!queue.running) void this.#runBatches(handle, method, queue);
+    return outputs;
+  }
+
+  /** Runs the method's waiting calls in batches of up to maxBatch until none waits. */
+  async #runBatches(handle: NativeProgram, method: string, queue: MethodQueue): Promise<void> {
+    queue.running = true;
+    while (queue.waiting.length > 0) {
+      const batch = queue.waiting.splice(0, this.#maxBatch);
+      let results: (NativeValue[] | Error)[];
+      try {
+        results = await handle.executeBatch(method, batch.map((call) => call.inputs));
+      } catch {
+        // The batch as a whole was refused (one call's inputs could not be converted, for
+        // example): run the calls one by one, so each gets its own result or error.
+        results = await Promise.all(
+          batch.map((call) => handle.execute(method, call.inputs).catch((error: unknown) => error as Error)),
+        );
+      }
+      batch.forEach((call, index) => {
+        const result = results[index];
+        if (result instanceof Error) call.reject(fromNativeError(result));
+        else call.resolve(result as Value[]);
+      });
+    }
+    queue.running = false;
+    this.#queues.delete(method);
+    if (this.#disposing && [...this.#queues.values()].every((other) => !other.running)) {
+      this.#disposing.dispose();
+      this.#disposing = undefined;
     }
   }
 
-  /** Releases the program. Calls in flight finish first; later calls fail with ERR_DISPOSED. */
+  /**
+   * Releases the program. Calls already made finish first, including those waiting for a
+   * batch; later calls fail with ERR_DISPOSED.
+   */
   dispose(): void {
-    this.#native?.dispose();
+    const handle = this.#native;
     this.#native = undefined;
+    if (!handle) return;
+    if ([...this.#queues.values()].some((queue) => queue.running)) {
+      this.#disposing = handle;
+    } else {
+      handle.dispose();
+    }
   }
 }
 

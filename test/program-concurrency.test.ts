@@ -1,6 +1,7 @@
-// Concurrent use of one loaded program: calls running at the same time, dispose() while calls
-// are in flight, and the thread count, on the committed CLIP fixture model. Expected values
-// come from the float64 CLIP forward pass in test/tooling/clip-reference.ts.
+// Concurrent use of one loaded program: calls running at the same time (as batches, or one by
+// one with maxBatch 1), dispose() while calls are in flight or waiting, and the thread count,
+// on the committed CLIP fixture model. Expected values come from the float64 CLIP forward
+// pass in test/tooling/clip-reference.ts.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -75,6 +76,63 @@ describe('program concurrency', () => {
     const program = await Program.load(modelPath);
     program.dispose();
     await expectErrorCode(embed(program, images[0]!), 'ERR_DISPOSED');
+  });
+
+  it('gives batched calls the bits of calls run alone', async () => {
+    // Wide enough that products use the packed kernel with several row blocks per call.
+    const wide: ClipVisionConfig = { ...config, hidden_size: 256, intermediate_size: 1024, num_attention_heads: 4, projection_dim: 64 };
+    const wideWeights = seededClipWeights(wide, 5);
+    const bytes = buildClipProgram(wide, wideWeights).bytes;
+    const batched = await Program.load(bytes, { threads: 2, maxBatch: 4 });
+    const alone = await Program.load(bytes, { threads: 2, maxBatch: 1 });
+    // Six calls with maxBatch 4: a first call alone, then batches of four and one.
+    const together = await Promise.all(images.map((pixels) => embed(batched, pixels)));
+    for (const [i, pixels] of images.entries()) {
+      const single = await embed(alone, pixels);
+      expect(maxAbsDifference(single, clipReferenceEmbedding(wide, wideWeights, pixels)), `image ${i} vs float64`).toBeLessThanOrEqual(1e-5);
+      expect(Array.from(together[i]!), `image ${i}`).toEqual(Array.from(single));
+    }
+    batched.dispose();
+    alone.dispose();
+  });
+
+  it('fails only the call with bad inputs in a batch', async () => {
+    const program = await Program.load(modelPath, { maxBatch: 8 });
+    const bad = { dtype: 'float32' as const, shape: [1, 3, size, size + 1], data: new Float32Array(3 * size * (size + 1)) };
+    const calls = [
+      embed(program, images[0]!),
+      program.execute('forward', [bad]),
+      embed(program, images[1]!),
+      program.execute('forward', []),
+      embed(program, images[2]!),
+    ];
+    const settled = await Promise.allSettled(calls);
+    program.dispose();
+    for (const [i, index] of [0, 2, 4].entries()) {
+      const result = settled[index]!;
+      expect(result.status, `call ${index}`).toBe('fulfilled');
+      const embedding = (result as PromiseFulfilledResult<Float32Array>).value;
+      expect(maxAbsDifference(embedding, references[i]!), `call ${index}`).toBeLessThanOrEqual(1e-5);
+    }
+    await expectErrorCode(calls[1]!, 'ERR_INVALID_INPUT');
+    await expectErrorCode(calls[3]!, 'ERR_INVALID_INPUT');
+  });
+
+  it('finishes calls waiting for a batch after dispose', async () => {
+    const program = await Program.load(modelPath, { maxBatch: 2 });
+    const pending = [...images, ...images].map((pixels) => embed(program, pixels));
+    program.dispose();
+    await expectErrorCode(embed(program, images[0]!), 'ERR_DISPOSED');
+    const results = await Promise.all(pending);
+    results.forEach((result, i) => {
+      expect(maxAbsDifference(result, references[i % images.length]!), `call ${i}`).toBeLessThanOrEqual(1e-5);
+    });
+  });
+
+  it('rejects a maxBatch that is not an integer from 1 to 256', async () => {
+    for (const maxBatch of [0, 1.5, 257, -1, Number.NaN]) {
+      await expectErrorCode(Program.load(modelPath, { maxBatch }), 'ERR_INVALID_ARGUMENT');
+    }
   });
 
   it('gives the same bits on 1 and 2 threads', async () => {

@@ -307,6 +307,18 @@ describe('JumpFalseCall', () => {
     expectTensor((await program.execute('forward', [x, false]))[0], 'float32', [1], [21], {}, 'flag false');
   });
 
+  it('takes each concurrent call down its own branch', async () => {
+    // Concurrent calls of a method with jumps run one after another, not as one batch.
+    const program = await Program.load(buildCond(true), { maxBatch: 8 });
+    const inputs = [positive, mixed, positive, mixed, [-1, -1, -1], [5, 6, 7]];
+    const outputs = await Promise.all(inputs.map((values) => program.execute('forward', [makeTensor('float32', [3], values)])));
+    outputs.forEach((output, i) => {
+      const values = inputs[i]!;
+      const expected = values.every((v) => v > 0) ? values.map((v) => v * 2) : values.map((v) => v - 1);
+      expectTensor(output[0], 'float32', [3], expected, {}, `call ${i}`);
+    });
+  });
+
   it('runs a loop', async () => {
     // Doubles x until some element reaches 100: a backward jump over a bool tensor.
     const bytes = build((m) => {

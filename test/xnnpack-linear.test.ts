@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { expectAllClose } from './helpers.js';
-import { Accumulator, broadcastShape, expectShape, expectWithin, makeRng, product, randomFloats, runGraph, stridesOf, unravel } from './xnnpack-harness.js';
+import { Program, type Tensor } from '../src/program.js';
+import { Accumulator, broadcastShape, buildGraphProgram, expectShape, expectWithin, makeRng, product, randomFloats, runGraph, stridesOf, unravel } from './xnnpack-harness.js';
 import { XNN_FLAG_TRANSPOSE_WEIGHTS, XNN_INVALID_VALUE_ID, XnnGraphBuilder, type NodeOptions } from './tooling/xnnpack-writer.js';
 
 interface FullyConnectedCase {
@@ -110,6 +111,42 @@ describe('FullyConnected', () => {
     const secondBound = twice.bound(4);
     expectWithin(secondOutput!.data as Float32Array, twice.values, (i) => secondBound(i) + 4 * Math.max(...Array.from({ length: 16 }, (_, j) => firstBound(j))), 'second FullyConnected output');
     expectAllClose(scaledOutput!.data as Float32Array, Array.from(input, (value, i) => value * weight[i]!), { rtol: 2 ** -23 }, 'Multiply output');
+  });
+
+  it('runs concurrent calls of different row counts as one batch', async () => {
+    // With dynamic shapes, the calls batched into one product each bring their own rows.
+    const rng = makeRng(1105);
+    const k = 40;
+    const n = 70;
+    const weight = randomFloats(rng, n * k);
+    const bias = randomFloats(rng, n);
+    const graph = new XnnGraphBuilder();
+    const x = graph.input([1, 30, k]);
+    const w = graph.constant([n, k], weight);
+    const b = graph.constant([n], bias);
+    const y = graph.output([1, 30, n]);
+    graph.fullyConnected(x, w, b, y, 0, { outputMinMax: { min: -2, max: 2 } });
+    const program = await Program.load(buildGraphProgram(graph, { dynamism: 'dynamic_bound' }), { threads: 2, maxBatch: 8 });
+    const rows = [30, 1, 17, 30, 5, 29, 2, 13, 30];
+    const inputs = rows.map((m) => randomFloats(rng, m * k));
+    const outputs = await Promise.all(
+      inputs.map((data, i) => program.execute('forward', [{ dtype: 'float32', shape: [1, rows[i]!, k], data }])),
+    );
+    program.dispose();
+    outputs.forEach((output, call) => {
+      const m = rows[call]!;
+      const input = inputs[call]!;
+      const sums = new Accumulator(m * n);
+      for (let r = 0; r < m; r++) {
+        for (let o = 0; o < n; o++) {
+          sums.add(r * n + o, bias[o]!);
+          for (let i = 0; i < k; i++) sums.add(r * n + o, input[r * k + i]! * weight[o * k + i]!);
+        }
+      }
+      const tensor = output[0] as Tensor;
+      expectShape(tensor, [1, m, n], `call ${call} output`);
+      expectWithin(tensor.data as Float32Array, sums.values.map((value) => Math.min(Math.max(value, -2), 2)), sums.bound(k + 1), `call ${call} output`);
+    });
   });
 
   it('reads its filter from an input', async () => {

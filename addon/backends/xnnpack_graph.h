@@ -94,6 +94,10 @@ class Graph final : public DelegateHandle {
   static Result<std::unique_ptr<Graph>> load(const BackendInitContext& context);
 
   Status execute(KernelContext& context, std::span<EValue* const> args) const override;
+  // Runs the calls node by node, side by side: FullyConnected nodes with packed weights run
+  // as one product over every call's rows, and other nodes one call per thread.
+  void execute_batch(ThreadPool* pool, std::span<const std::span<EValue* const>> args,
+                     std::span<Status> statuses) const override;
 
  private:
   // Folds node sequences into the node before them where the result is bit for bit the same:
@@ -104,6 +108,17 @@ class Graph final : public DelegateHandle {
   void compute_lifetimes();
   // Packs the constant weights of FullyConnected and Conv2d nodes for packed_linear().
   void pack_constant_weights(const BackendInitContext& context);
+  std::unique_ptr<CallState> acquire_state() const;
+  void release_state(std::unique_ptr<CallState> state) const;
+  // Binds one call's arguments to a state: shapes, the program's tensors and the arena.
+  Status prepare_call(CallState& state, std::span<EValue* const> args) const;
+  // A FullyConnected node's product sizes for one call: rows m, outputs n, inner k.
+  struct LinearShape {
+    int64_t m, n, k;
+  };
+  LinearShape linear_shape(const Node& node, const CallState& state) const;
+  // Runs FullyConnected node `index` (packed weights) for several calls in one pass.
+  void run_linear_batch(size_t index, std::span<CallState* const> states, ThreadPool* pool) const;
   Status infer_shapes(CallState& state) const;
   // Offsets of intermediate values in one arena for the given shapes; returns the arena size.
   size_t plan_intermediates(const std::vector<Dims>& dims, std::vector<size_t>& offsets) const;

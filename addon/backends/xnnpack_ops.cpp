@@ -491,114 +491,172 @@ void Graph::plan_at_load() {
   planned_bytes_ = plan_intermediates(dims, planned_offsets_);
 }
 
-Status Graph::execute(KernelContext& context, std::span<EValue* const> args) const {
+std::unique_ptr<CallState> Graph::acquire_state() const {
+  {
+    std::lock_guard<std::mutex> lock(states_mutex_);
+    if (!states_.empty()) {
+      auto state = std::move(states_.back());
+      states_.pop_back();
+      return state;
+    }
+  }
+  return std::make_unique<CallState>();
+}
+
+void Graph::release_state(std::unique_ptr<CallState> state) const {
+  std::lock_guard<std::mutex> lock(states_mutex_);
+  states_.push_back(std::move(state));
+}
+
+Status Graph::prepare_call(CallState& state, std::span<EValue* const> args) const {
   if (args.size() != extern_count_) {
     return Status(ErrorCode::kDelegateFailed, "XNNPACK delegate called with " + std::to_string(args.size()) +
                                                   " arguments, its graph has " + std::to_string(extern_count_) +
                                                   " externals");
   }
-
-  std::unique_ptr<CallState> state;
-  {
-    std::lock_guard<std::mutex> lock(states_mutex_);
-    if (!states_.empty()) {
-      state = std::move(states_.back());
-      states_.pop_back();
-    }
-  }
-  if (!state) state = std::make_unique<CallState>();
-  state->dims.resize(values_.size());
-  state->data.assign(values_.size(), nullptr);
+  state.dims.resize(values_.size());
+  state.data.assign(values_.size(), nullptr);
   for (size_t i = 0; i < values_.size(); ++i) {
-    state->dims[i] = values_[i].dims;
-    if (values_[i].constant != nullptr) state->data[i] = const_cast<float*>(values_[i].constant);
+    state.dims[i] = values_[i].dims;
+    if (values_[i].constant != nullptr) state.data[i] = const_cast<float*>(values_[i].constant);
   }
 
-  Status status = [&]() -> Status {
-    // External inputs: shapes in memory order (dims permuted by the tensor's dim order).
-    for (uint32_t id = 0; id < extern_count_; ++id) {
-      EValue* arg = args[id];
-      if (arg == nullptr || arg->tag != Tag::kTensor || arg->tensor == nullptr) {
-        return Status(ErrorCode::kDelegateFailed, "XNNPACK argument " + std::to_string(id) + " is not a tensor");
-      }
-      if (arg->tensor->dtype != ScalarType::kFloat) {
-        return Status(ErrorCode::kDelegateFailed, "XNNPACK argument " + std::to_string(id) + " is " +
-                                                      dtype_name(arg->tensor->dtype) + ", expected float32");
-      }
-      if (inputs_[id] == kInvalidId) continue;
-      const Tensor& tensor = *arg->tensor;
-      Dims dims;
-      for (uint8_t d : tensor.dim_order) dims.push_back(tensor.sizes[d]);
-      // Like xnn_reshape_external_value, the call's shape replaces the serialized one, rank included
-      // (upstream passes a 0-d constant for a value serialized as [1], for example).
-      if (dims.size() > kMaxDims) {
-        return Status(ErrorCode::kDelegateFailed, "XNNPACK input " + std::to_string(id) + " has rank " +
-                                                      std::to_string(dims.size()) + ", above XNNPACK's limit of 6");
-      }
-      state->dims[inputs_[id]] = dims;
-      state->data[inputs_[id]] = tensor.numel() == 0 ? nullptr : static_cast<float*>(tensor.data);
+  // External inputs: shapes in memory order (dims permuted by the tensor's dim order).
+  for (uint32_t id = 0; id < extern_count_; ++id) {
+    EValue* arg = args[id];
+    if (arg == nullptr || arg->tag != Tag::kTensor || arg->tensor == nullptr) {
+      return Status(ErrorCode::kDelegateFailed, "XNNPACK argument " + std::to_string(id) + " is not a tensor");
     }
-    EI_RETURN_IF_ERROR(infer_shapes(*state));
-
-    // External outputs: resize the program's tensors, then write into them directly.
-    for (uint32_t id = 0; id < extern_count_; ++id) {
-      if (outputs_[id] == kInvalidId) continue;
-      Tensor& tensor = *args[id]->tensor;
-      const Dims& dims = state->dims[outputs_[id]];
-      if (dims.size() != tensor.sizes.size()) {
-        return Status(ErrorCode::kDelegateFailed, "XNNPACK output " + std::to_string(id) + " has rank " +
-                                                      std::to_string(dims.size()) + " but the program's tensor has " +
-                                                      std::to_string(tensor.sizes.size()));
-      }
-      std::vector<int64_t> sizes(dims.size());
-      for (size_t j = 0; j < dims.size(); ++j) sizes[tensor.dim_order[j]] = dims[j];
-      Status resized = tensor.resize(sizes);
-      if (resized.code() == ErrorCode::kKernelFailed) {
-        // The graph's shape does not fit the program's tensor: the delegate failed, not a kernel.
-        return Status(ErrorCode::kDelegateFailed, "XNNPACK output " + std::to_string(id) + ": " + resized.message());
-      }
-      EI_RETURN_IF_ERROR(resized.with_context("XNNPACK output " + std::to_string(id) + ": "));
-      state->data[outputs_[id]] = static_cast<float*>(tensor.data);
+    if (arg->tensor->dtype != ScalarType::kFloat) {
+      return Status(ErrorCode::kDelegateFailed, "XNNPACK argument " + std::to_string(id) + " is " +
+                                                    dtype_name(arg->tensor->dtype) + ", expected float32");
     }
-
-    // Intermediate values use the plan made at load unless this call's shapes outgrow it.
-    const std::vector<size_t>* offsets = &planned_offsets_;
-    size_t arena_bytes = planned_bytes_;
-    std::vector<size_t> call_offsets;
-    for (size_t i = 0; i < values_.size(); ++i) {
-      if (numel(state->dims[i]) > planned_numel_[i]) {
-        arena_bytes = plan_intermediates(state->dims, call_offsets);
-        offsets = &call_offsets;
-        break;
-      }
+    if (inputs_[id] == kInvalidId) continue;
+    const Tensor& tensor = *arg->tensor;
+    Dims dims;
+    for (uint8_t d : tensor.dim_order) dims.push_back(tensor.sizes[d]);
+    // Like xnn_reshape_external_value, the call's shape replaces the serialized one, rank included
+    // (upstream passes a 0-d constant for a value serialized as [1], for example).
+    if (dims.size() > kMaxDims) {
+      return Status(ErrorCode::kDelegateFailed, "XNNPACK input " + std::to_string(id) + " has rank " +
+                                                    std::to_string(dims.size()) + ", above XNNPACK's limit of 6");
     }
-    if (arena_bytes > max_workspace_bytes_) {
-      return Status(ErrorCode::kOutOfMemory, "XNNPACK intermediates need " + std::to_string(arena_bytes) +
-                                                 " bytes, more than the limit of " +
-                                                 std::to_string(max_workspace_bytes_) + " per call");
-    }
-    if (!state->arena || state->arena_bytes < arena_bytes) {
-      state->arena = allocate_aligned(arena_bytes);
-      if (!state->arena) return Status(ErrorCode::kOutOfMemory, "cannot allocate the XNNPACK workspace");
-      state->arena_bytes = arena_bytes;
-    }
-    for (const Node& node : nodes_) {
-      for (uint32_t output : node.outputs) {
-        if (!values_[output].external_output) {
-          state->data[output] = reinterpret_cast<float*>(state->arena.get() + (*offsets)[output]);
-        }
-      }
-    }
-
-    for (size_t n = 0; n < nodes_.size(); ++n) EI_RETURN_IF_ERROR(run_node(n, *state, context.pool));
-    return Status::Ok();
-  }();
-
-  {
-    std::lock_guard<std::mutex> lock(states_mutex_);
-    states_.push_back(std::move(state));
+    state.dims[inputs_[id]] = dims;
+    state.data[inputs_[id]] = tensor.numel() == 0 ? nullptr : static_cast<float*>(tensor.data);
   }
+  EI_RETURN_IF_ERROR(infer_shapes(state));
+
+  // External outputs: resize the program's tensors, then write into them directly.
+  for (uint32_t id = 0; id < extern_count_; ++id) {
+    if (outputs_[id] == kInvalidId) continue;
+    Tensor& tensor = *args[id]->tensor;
+    const Dims& dims = state.dims[outputs_[id]];
+    if (dims.size() != tensor.sizes.size()) {
+      return Status(ErrorCode::kDelegateFailed, "XNNPACK output " + std::to_string(id) + " has rank " +
+                                                    std::to_string(dims.size()) + " but the program's tensor has " +
+                                                    std::to_string(tensor.sizes.size()));
+    }
+    std::vector<int64_t> sizes(dims.size());
+    for (size_t j = 0; j < dims.size(); ++j) sizes[tensor.dim_order[j]] = dims[j];
+    Status resized = tensor.resize(sizes);
+    if (resized.code() == ErrorCode::kKernelFailed) {
+      // The graph's shape does not fit the program's tensor: the delegate failed, not a kernel.
+      return Status(ErrorCode::kDelegateFailed, "XNNPACK output " + std::to_string(id) + ": " + resized.message());
+    }
+    EI_RETURN_IF_ERROR(resized.with_context("XNNPACK output " + std::to_string(id) + ": "));
+    state.data[outputs_[id]] = static_cast<float*>(tensor.data);
+  }
+
+  // Intermediate values use the plan made at load unless this call's shapes outgrow it.
+  const std::vector<size_t>* offsets = &planned_offsets_;
+  size_t arena_bytes = planned_bytes_;
+  std::vector<size_t> call_offsets;
+  for (size_t i = 0; i < values_.size(); ++i) {
+    if (numel(state.dims[i]) > planned_numel_[i]) {
+      arena_bytes = plan_intermediates(state.dims, call_offsets);
+      offsets = &call_offsets;
+      break;
+    }
+  }
+  if (arena_bytes > max_workspace_bytes_) {
+    return Status(ErrorCode::kOutOfMemory, "XNNPACK intermediates need " + std::to_string(arena_bytes) +
+                                               " bytes, more than the limit of " +
+                                               std::to_string(max_workspace_bytes_) + " per call");
+  }
+  if (!state.arena || state.arena_bytes < arena_bytes) {
+    state.arena = allocate_aligned(arena_bytes);
+    if (!state.arena) return Status(ErrorCode::kOutOfMemory, "cannot allocate the XNNPACK workspace");
+    state.arena_bytes = arena_bytes;
+  }
+  for (const Node& node : nodes_) {
+    for (uint32_t output : node.outputs) {
+      if (!values_[output].external_output) {
+        state.data[output] = reinterpret_cast<float*>(state.arena.get() + (*offsets)[output]);
+      }
+    }
+  }
+
+  return Status::Ok();
+}
+
+Status Graph::execute(KernelContext& context, std::span<EValue* const> args) const {
+  std::unique_ptr<CallState> state = acquire_state();
+  Status status = prepare_call(*state, args);
+  for (size_t n = 0; n < nodes_.size() && status.ok(); ++n) status = run_node(n, *state, context.pool);
+  release_state(std::move(state));
   return status;
+}
+
+void Graph::execute_batch(ThreadPool* pool, std::span<const std::span<EValue* const>> args,
+                          std::span<Status> statuses) const {
+  std::vector<std::unique_ptr<CallState>> states(args.size());
+  std::vector<size_t> live;
+  for (size_t i = 0; i < args.size(); ++i) {
+    states[i] = acquire_state();
+    statuses[i] = prepare_call(*states[i], args[i]);
+    if (statuses[i].ok()) live.push_back(i);
+  }
+  std::vector<CallState*> live_states;
+  for (size_t n = 0; n < nodes_.size() && !live.empty(); ++n) {
+    const Node& node = nodes_[n];
+    if (live.size() == 1) {
+      statuses[live.front()] = run_node(n, *states[live.front()], pool);
+    } else if (node.kind == NodeKind::kFullyConnected && node.packed >= 0) {
+      live_states.clear();
+      for (size_t i : live) live_states.push_back(states[i].get());
+      run_linear_batch(n, live_states, pool);
+    } else {
+      parallel_for(pool, live.size(), 1, [&](size_t begin, size_t end) {
+        for (size_t j = begin; j < end; ++j) statuses[live[j]] = run_node(n, *states[live[j]], nullptr);
+      });
+    }
+    live.erase(std::remove_if(live.begin(), live.end(), [&](size_t i) { return !statuses[i].ok(); }), live.end());
+  }
+  for (auto& state : states) release_state(std::move(state));
+}
+
+Graph::LinearShape Graph::linear_shape(const Node& node, const CallState& state) const {
+  const Dims& filter = state.dims[node.inputs[1]];
+  bool transposed = (node.flags & kFlagTransposeWeights) != 0;
+  int64_t k = transposed ? filter[0] : filter[1];
+  int64_t n = transposed ? filter[1] : filter[0];
+  int64_t m = k == 0 ? 0 : numel(state.dims[node.inputs[0]]) / k;
+  return {m, n, k};
+}
+
+void Graph::run_linear_batch(size_t index, std::span<CallState* const> states, ThreadPool* pool) const {
+  const Node& node = nodes_[index];
+  std::vector<RowSegment> segments;
+  for (CallState* state : states) {
+    LinearShape shape = linear_shape(node, *state);
+    segments.push_back({shape.m, state->data[node.inputs[0]], shape.k, state->data[node.outputs[0]], shape.n});
+  }
+  packed_linear(pool, segments, packed_[static_cast<size_t>(node.packed)], node.activation);
+  parallel_for(pool, states.size(), 1, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      clamp_range(segments[i].c, static_cast<size_t>(segments[i].m * segments[i].ldc), node.output_min, node.output_max);
+    }
+  });
 }
 
 Status Graph::reserve_scratch(CallState& state, uint64_t floats, size_t index, const Node& node) const {
@@ -651,11 +709,8 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
       break;
 
     case NodeKind::kFullyConnected: {
-      const Dims& filter = in_dims(1);
+      auto [m, n, k] = linear_shape(node, state);
       bool transposed = (node.flags & kFlagTransposeWeights) != 0;
-      int64_t k = transposed ? filter[0] : filter[1];
-      int64_t n = transposed ? filter[1] : filter[0];
-      int64_t m = k == 0 ? 0 : numel(in_dims(0)) / k;
       if (node.packed >= 0) {
         packed_linear(pool, m, in(0), k, packed_[static_cast<size_t>(node.packed)], out, n, node.activation);
       } else {

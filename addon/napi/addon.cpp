@@ -219,6 +219,7 @@ class ProgramWrap : public Napi::ObjectWrap<ProgramWrap> {
                                               InstanceMethod("methodMeta", &ProgramWrap::MethodMeta),
                                               InstanceMethod("info", &ProgramWrap::Info),
                                               InstanceMethod("execute", &ProgramWrap::Execute),
+                                              InstanceMethod("executeBatch", &ProgramWrap::ExecuteBatch),
                                               InstanceMethod("dispose", &ProgramWrap::Dispose),
                                           });
     constructor = new Napi::FunctionReference(Napi::Persistent(function));
@@ -329,6 +330,7 @@ class ProgramWrap : public Napi::ObjectWrap<ProgramWrap> {
   }
 
   Napi::Value Execute(const Napi::CallbackInfo& info);
+  Napi::Value ExecuteBatch(const Napi::CallbackInfo& info);
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     // Workers in flight hold their own reference, so the program outlives them.
@@ -403,6 +405,86 @@ Napi::Value ProgramWrap::Execute(const Napi::CallbackInfo& info) {
     if (!js_to_io(env, array.Get(i), i, inputs[i])) return env.Undefined();
   }
   auto* worker = new ExecuteWorker(env, program, info[0].As<Napi::String>().Utf8Value(), std::move(inputs));
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
+
+// Runs several calls of one method together (Program::execute_batch). Resolves to an array
+// with, per call, its array of outputs or the Error it failed with.
+class ExecuteBatchWorker : public Napi::AsyncWorker {
+ public:
+  ExecuteBatchWorker(Napi::Env env, std::shared_ptr<ei::Program> program, std::string method,
+                     std::vector<std::vector<IoValue>> inputs)
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        program_(std::move(program)),
+        method_(std::move(method)),
+        inputs_(std::move(inputs)) {}
+
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      results_ = program_->execute_batch(method_, inputs_);
+    } catch (const std::bad_alloc&) {
+      failure_ = Status(ErrorCode::kOutOfMemory, "method '" + method_ + "': out of memory");
+    } catch (const std::exception& error) {
+      failure_ = Status(ErrorCode::kInternal, "method '" + method_ + "': " + error.what());
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (!failure_.ok()) {
+      deferred_.Reject(make_error(env, failure_).Value());
+      return;
+    }
+    Napi::Array results = Napi::Array::New(env, results_.size());
+    for (size_t i = 0; i < results_.size(); ++i) {
+      if (!results_[i].ok()) {
+        results.Set(static_cast<uint32_t>(i), make_error(env, results_[i].status()).Value());
+        continue;
+      }
+      const std::vector<IoValue>& outputs = results_[i].value();
+      Napi::Array array = Napi::Array::New(env, outputs.size());
+      for (size_t j = 0; j < outputs.size(); ++j) array.Set(static_cast<uint32_t>(j), io_to_js(env, outputs[j]));
+      results.Set(static_cast<uint32_t>(i), array);
+    }
+    deferred_.Resolve(results);
+  }
+
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<ei::Program> program_;
+  std::string method_;
+  std::vector<std::vector<IoValue>> inputs_;
+  std::vector<ei::Result<std::vector<IoValue>>> results_;
+  Status failure_;
+};
+
+Napi::Value ProgramWrap::ExecuteBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto program = require_program(env);
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsArray()) {
+    throw make_error(env, ErrorCode::kInvalidArgument, "executeBatch(method: string, calls: array of input arrays) expected");
+  }
+  Napi::Array calls = info[1].As<Napi::Array>();
+  std::vector<std::vector<IoValue>> inputs(calls.Length());
+  for (uint32_t c = 0; c < calls.Length(); ++c) {
+    Napi::Value call = calls.Get(c);
+    if (!call.IsArray()) {
+      throw make_error(env, ErrorCode::kInvalidArgument, "executeBatch: call " + std::to_string(c) + " is not an array of inputs");
+    }
+    Napi::Array array = call.As<Napi::Array>();
+    inputs[c].resize(array.Length());
+    for (uint32_t i = 0; i < array.Length(); ++i) {
+      if (!js_to_io(env, array.Get(i), i, inputs[c][i])) return env.Undefined();
+    }
+  }
+  auto* worker = new ExecuteBatchWorker(env, program, info[0].As<Napi::String>().Utf8Value(), std::move(inputs));
   Napi::Promise promise = worker->promise();
   worker->Queue();
   return promise;

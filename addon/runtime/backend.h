@@ -12,6 +12,7 @@
 #include "runtime/evalue.h"
 #include "runtime/kernel.h"
 #include "runtime/status.h"
+#include "runtime/thread_pool.h"
 
 namespace ei {
 
@@ -47,6 +48,18 @@ class DelegateHandle {
   virtual ~DelegateHandle() = default;
   // `args` are the DelegateCall's values: the delegate's inputs, then its outputs.
   virtual Status execute(KernelContext& context, std::span<EValue* const> args) const = 0;
+
+  // Runs the same DelegateCall for several calls of a method at once (calls batched
+  // together), writing each call's result to statuses[i]. A backend may share work between
+  // the calls, but each call's outputs must be what execute() would give it alone. This
+  // default runs the calls one per thread of `pool`.
+  virtual void execute_batch(ThreadPool* pool, std::span<const std::span<EValue* const>> args,
+                             std::span<Status> statuses) const {
+    parallel_for(pool, args.size(), 1, [&](size_t begin, size_t end) {
+      KernelContext context;  // no pool: the calls themselves are spread over the threads
+      for (size_t i = begin; i < end; ++i) statuses[i] = execute(context, args[i]);
+    });
+  }
 };
 
 class Backend {

@@ -461,6 +461,7 @@ Status Program::check_instructions(MethodPlan& plan) {
             return error(ErrorCode::kMalformed, where(), "jump destination ", destination, " is out of range (",
                          instruction_count, " instructions)");
           }
+          plan.has_jumps = true;
           Tag tag = plan.values[static_cast<size_t>(call->cond_value_index())].value.tag;
           if (tag != Tag::kBool && tag != Tag::kTensor) {
             return error(ErrorCode::kMalformed, where(), "jump condition is ", tag_name(tag),
@@ -579,33 +580,71 @@ Result<std::unique_ptr<MethodInstance>> Program::create_instance(MethodPlan& pla
 }
 
 Result<std::vector<IoValue>> Program::execute(std::string_view method_name, const std::vector<IoValue>& inputs) {
-  EI_ASSIGN_OR_RETURN(MethodPlan * plan, method(method_name));
-  if (!plan->runnable()) {
-    const Problem& first = plan->problems.front();
-    return Status(first.code, "method '" + plan->name + "' cannot run: " + first.message);
-  }
+  std::vector<std::vector<IoValue>> batch;
+  batch.push_back(inputs);
+  return std::move(execute_batch(method_name, batch).front());
+}
 
-  std::unique_ptr<MethodInstance> instance;
+std::vector<Result<std::vector<IoValue>>> Program::execute_batch(std::string_view method_name,
+                                                                 const std::vector<std::vector<IoValue>>& inputs) {
+  std::vector<Result<std::vector<IoValue>>> results;
+  results.reserve(inputs.size());
+  auto plan_or = method(method_name);
+  if (!plan_or.ok() || !plan_or.value()->runnable()) {
+    Status status = plan_or.ok() ? Status(plan_or.value()->problems.front().code,
+                                          "method '" + plan_or.value()->name + "' cannot run: " +
+                                              plan_or.value()->problems.front().message)
+                                 : plan_or.status();
+    for (size_t i = 0; i < inputs.size(); ++i) results.emplace_back(status);
+    return results;
+  }
+  MethodPlan& plan = *plan_or.value();
+
+  // One method instance per call, from the plan's pool.
+  std::vector<std::unique_ptr<MethodInstance>> instances(inputs.size());
+  std::vector<Call> calls(inputs.size());
   {
-    std::lock_guard<std::mutex> lock(plan->pool_mutex_);
-    if (!plan->pool_.empty()) {
-      instance = std::move(plan->pool_.back());
-      plan->pool_.pop_back();
+    std::lock_guard<std::mutex> lock(plan.pool_mutex_);
+    for (auto& instance : instances) {
+      if (plan.pool_.empty()) break;
+      instance = std::move(plan.pool_.back());
+      plan.pool_.pop_back();
     }
   }
-  if (!instance) {
-    EI_ASSIGN_OR_RETURN(instance, create_instance(*plan));
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    calls[i].inputs = &inputs[i];
+    if (!instances[i]) {
+      auto created = create_instance(plan);
+      if (created.ok()) {
+        instances[i] = std::move(created).value();
+      } else {
+        calls[i].status = created.status();
+      }
+    }
+    calls[i].instance = instances[i].get();
   }
 
-  std::vector<IoValue> outputs;
   ThreadPool::CallScope call_scope(pool_.get());
-  Status status = run(*plan, *instance, inputs, outputs);
-  {
-    std::lock_guard<std::mutex> lock(plan->pool_mutex_);
-    plan->pool_.push_back(std::move(instance));
+  if (plan.has_jumps) {
+    for (Call& call : calls) run(plan, std::span<Call>(&call, 1));
+  } else {
+    run(plan, calls);
   }
-  if (!status.ok()) return status.with_context("method '" + plan->name + "': ");
-  return outputs;
+
+  {
+    std::lock_guard<std::mutex> lock(plan.pool_mutex_);
+    for (auto& instance : instances) {
+      if (instance) plan.pool_.push_back(std::move(instance));
+    }
+  }
+  for (Call& call : calls) {
+    if (call.status.ok()) {
+      results.emplace_back(std::move(call.outputs));
+    } else {
+      results.emplace_back(call.status.with_context("method '" + plan.name + "': "));
+    }
+  }
+  return results;
 }
 
 namespace {
@@ -742,78 +781,133 @@ Result<IoValue> collect_output(size_t index, const EValue& value) {
 
 }  // namespace
 
-Status Program::run(MethodPlan& plan, MethodInstance& instance, const std::vector<IoValue>& inputs,
-                    std::vector<IoValue>& outputs) {
+void Program::run(MethodPlan& plan, std::span<Call> calls) {
   const auto* flat_inputs = plan.plan->inputs();
   size_t input_count = flat_inputs == nullptr ? 0 : flat_inputs->size();
-  if (inputs.size() != input_count) {
-    return error(ErrorCode::kInvalidInput, "expected ", input_count, " inputs, got ", inputs.size());
-  }
-  reset_move_destinations(plan, instance);
-  for (size_t i = 0; i < input_count; ++i) {
-    EValue& value = instance.values[static_cast<size_t>(flat_inputs->Get(static_cast<uoffset_t>(i)))];
-    EI_RETURN_IF_ERROR(bind_input(i, plan.inputs[i], value, inputs[i]));
+  std::vector<Call*> live;
+  for (Call& call : calls) {
+    if (!call.status.ok()) continue;
+    Status status = [&]() -> Status {
+      if (call.inputs->size() != input_count) {
+        return error(ErrorCode::kInvalidInput, "expected ", input_count, " inputs, got ", call.inputs->size());
+      }
+      reset_move_destinations(plan, *call.instance);
+      for (size_t i = 0; i < input_count; ++i) {
+        EValue& value = call.instance->values[static_cast<size_t>(flat_inputs->Get(static_cast<uoffset_t>(i)))];
+        EI_RETURN_IF_ERROR(bind_input(i, plan.inputs[i], value, (*call.inputs)[i]));
+      }
+      return Status::Ok();
+    }();
+    if (status.ok()) {
+      live.push_back(&call);
+    } else {
+      call.status = status;
+    }
   }
 
-  KernelContext context;
-  context.pool = pool_.get();
-  std::vector<EValue*> args;
+  // Runs step(call, context) for every live call: with the whole pool when one call is left,
+  // else one call per thread, each running its loops on its own thread.
+  auto for_each_call = [&](auto&& step) {
+    if (live.size() == 1) {
+      KernelContext context;
+      context.pool = pool_.get();
+      live.front()->status = step(*live.front(), context);
+    } else {
+      parallel_for(pool_.get(), live.size(), 1, [&](size_t begin, size_t end) {
+        KernelContext context;
+        for (size_t i = begin; i < end; ++i) live[i]->status = step(*live[i], context);
+      });
+    }
+  };
+  // Gathers an instruction's argument values for one call, checking that each has memory.
+  auto gather_args = [&](Call& call, const flatbuffers::Vector<int32_t>* indices) -> Status {
+    call.args.clear();
+    if (indices == nullptr) return Status::Ok();
+    for (int32_t arg : *indices) {
+      EValue* value = &call.instance->values[static_cast<size_t>(arg)];
+      EI_RETURN_IF_ERROR(check_memory(value, arg));
+      call.args.push_back(value);
+    }
+    return Status::Ok();
+  };
+  auto drop_failed = [&]() {
+    live.erase(std::remove_if(live.begin(), live.end(), [](const Call* call) { return !call->status.ok(); }),
+               live.end());
+  };
+
   uint64_t steps = 0;
   const auto* chains = plan.plan->chains();
   size_t chain_count = chains == nullptr ? 0 : chains->size();
-  for (size_t c = 0; c < chain_count; ++c) {
+  std::vector<std::span<EValue* const>> batch_args;
+  std::vector<Status> batch_statuses;
+  for (size_t c = 0; c < chain_count && !live.empty(); ++c) {
     const auto* instructions = chains->Get(static_cast<uoffset_t>(c))->instructions();
     size_t count = instructions == nullptr ? 0 : instructions->size();
     size_t pc = 0;
-    while (pc < count) {
-      if (++steps > options_.max_instructions) {
-        return error(ErrorCode::kExecutionLimit, "stopped after ", options_.max_instructions,
-                     " instructions (the limit set by maxInstructions); the program may loop forever");
-      }
+    while (pc < count && !live.empty()) {
       const auto* instruction = instructions->Get(static_cast<uoffset_t>(pc));
-      auto where = [&]() { return "instruction " + std::to_string(pc) + ": "; };
+      auto where = [pc]() { return "instruction " + std::to_string(pc) + ": "; };
+      if (++steps > options_.max_instructions) {
+        for (Call* call : live) {
+          call->status = error(ErrorCode::kExecutionLimit, "stopped after ", options_.max_instructions,
+                               " instructions (the limit set by maxInstructions); the program may loop forever");
+        }
+        live.clear();
+        break;
+      }
       size_t next = pc + 1;
       switch (instruction->instr_args_type()) {
         case ei_pte::InstructionArguments::KernelCall: {
           const auto* call = instruction->instr_args_as_KernelCall();
           const KernelInfo* kernel = plan.kernels[static_cast<size_t>(call->op_index())];
-          args.clear();
-          if (call->args() != nullptr) {
-            for (int32_t arg : *call->args()) {
-              EValue* value = &instance.values[static_cast<size_t>(arg)];
-              EI_RETURN_IF_ERROR(check_memory(value, arg).with_context(where()));
-              args.push_back(value);
-            }
-          }
-          Status status = kernel->fn(context, args);
-          if (!status.ok()) {
+          for_each_call([&](Call& item, KernelContext& context) -> Status {
+            Status status = gather_args(item, call->args());
+            if (!status.ok()) return status.with_context(where());
+            status = kernel->fn(context, item.args);
+            if (status.ok()) return status;
             return status.with_context(where() + plan.operator_names[static_cast<size_t>(call->op_index())] + ": ");
-          }
+          });
           break;
         }
         case ei_pte::InstructionArguments::DelegateCall: {
           const auto* call = instruction->instr_args_as_DelegateCall();
           size_t index = static_cast<size_t>(call->delegate_index());
-          args.clear();
-          if (call->args() != nullptr) {
-            for (int32_t arg : *call->args()) {
-              EValue* value = &instance.values[static_cast<size_t>(arg)];
-              EI_RETURN_IF_ERROR(check_memory(value, arg).with_context(where()));
-              args.push_back(value);
+          auto context_text = [&]() { return where() + "delegate " + plan.backend_ids[index] + ": "; };
+          for (Call* item : live) {
+            Status status = gather_args(*item, call->args());
+            if (!status.ok()) item->status = status.with_context(where());
+          }
+          drop_failed();
+          if (live.empty()) break;
+          if (live.size() == 1) {
+            KernelContext context;
+            context.pool = pool_.get();
+            Status status = plan.delegates[index]->execute(context, live.front()->args);
+            if (!status.ok()) live.front()->status = status.with_context(context_text());
+          } else {
+            batch_args.clear();
+            for (Call* item : live) batch_args.emplace_back(item->args);
+            batch_statuses.assign(live.size(), Status::Ok());
+            plan.delegates[index]->execute_batch(pool_.get(), batch_args, batch_statuses);
+            for (size_t i = 0; i < live.size(); ++i) {
+              if (!batch_statuses[i].ok()) live[i]->status = batch_statuses[i].with_context(context_text());
             }
           }
-          Status status = plan.delegates[index]->execute(context, args);
-          if (!status.ok()) return status.with_context(where() + "delegate " + plan.backend_ids[index] + ": ");
           break;
         }
         case ei_pte::InstructionArguments::MoveCall: {
           const auto* call = instruction->instr_args_as_MoveCall();
-          instance.values[static_cast<size_t>(call->move_to())] = instance.values[static_cast<size_t>(call->move_from())];
+          for (Call* item : live) {
+            auto& values = item->instance->values;
+            values[static_cast<size_t>(call->move_to())] = values[static_cast<size_t>(call->move_from())];
+          }
           break;
         }
         case ei_pte::InstructionArguments::JumpFalseCall: {
+          // Only one call runs here: methods with jumps run their calls one at a time.
           const auto* call = instruction->instr_args_as_JumpFalseCall();
-          const EValue& condition = instance.values[static_cast<size_t>(call->cond_value_index())];
+          Call& item = *live.front();
+          const EValue& condition = item.instance->values[static_cast<size_t>(call->cond_value_index())];
           bool truth = false;
           if (condition.tag == Tag::kBool) {
             truth = condition.bool_value;
@@ -823,38 +917,49 @@ Status Program::run(MethodPlan& plan, MethodInstance& instance, const std::vecto
             const uint8_t* bytes = condition.tensor->data_as<uint8_t>();
             truth = std::all_of(bytes, bytes + condition.tensor->numel(), [](uint8_t b) { return b != 0; });
           } else {
-            return error(ErrorCode::kKernelFailed, where(), "jump condition is not a Bool or a bool tensor");
+            item.status = error(ErrorCode::kKernelFailed, where(), "jump condition is not a Bool or a bool tensor");
           }
           if (!truth) next = static_cast<size_t>(call->destination_instruction());
           break;
         }
         case ei_pte::InstructionArguments::FreeCall: {
           const auto* call = instruction->instr_args_as_FreeCall();
-          Tensor* tensor = instance.values[static_cast<size_t>(call->value_index())].tensor;
-          // Only memory the runtime allocated can be released; planned memory stays with its arena.
-          if (tensor != nullptr && tensor->owned) {
-            tensor->owned.reset();
-            tensor->data = nullptr;
-            tensor->capacity = 0;
+          for (Call* item : live) {
+            Tensor* tensor = item->instance->values[static_cast<size_t>(call->value_index())].tensor;
+            // Only memory the runtime allocated can be released; planned memory stays with its arena.
+            if (tensor != nullptr && tensor->owned) {
+              tensor->owned.reset();
+              tensor->data = nullptr;
+              tensor->capacity = 0;
+            }
           }
           break;
         }
         default:
-          return error(ErrorCode::kMalformed, where(), "unknown instruction type");
+          for (Call* item : live) item->status = error(ErrorCode::kMalformed, where(), "unknown instruction type");
+          break;
       }
+      drop_failed();
       pc = next;
     }
   }
 
   const auto* flat_outputs = plan.plan->outputs();
   size_t output_count = flat_outputs == nullptr ? 0 : flat_outputs->size();
-  outputs.reserve(output_count);
-  for (size_t i = 0; i < output_count; ++i) {
-    const EValue& value = instance.values[static_cast<size_t>(flat_outputs->Get(static_cast<uoffset_t>(i)))];
-    EI_ASSIGN_OR_RETURN(IoValue output, collect_output(i, value));
-    outputs.push_back(std::move(output));
+  for (Call* call : live) {
+    call->outputs.clear();
+    call->outputs.reserve(output_count);
+    for (size_t i = 0; i < output_count; ++i) {
+      const EValue& value = call->instance->values[static_cast<size_t>(flat_outputs->Get(static_cast<uoffset_t>(i)))];
+      auto output = collect_output(i, value);
+      if (!output.ok()) {
+        call->status = output.status();
+        call->outputs.clear();
+        break;
+      }
+      call->outputs.push_back(std::move(output).value());
+    }
   }
-  return Status::Ok();
 }
 
 }  // namespace ei

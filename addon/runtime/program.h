@@ -113,6 +113,7 @@ class MethodPlan {
   std::vector<TensorTemplate> tensors;
   size_t instruction_count = 0;
   size_t value_count = 0;
+  bool has_jumps = false;  // a JumpFalseCall anywhere: calls of the method may take different paths
   std::vector<Problem> problems;
 
   bool runnable() const { return problems.empty(); }
@@ -137,6 +138,14 @@ class Program {
   // Runs a method on a worker thread's stack. Thread-safe: concurrent calls each use their own
   // method instance (planned memory and values) from a pool.
   Result<std::vector<IoValue>> execute(std::string_view method_name, const std::vector<IoValue>& inputs);
+
+  // Runs several calls of one method together and returns each call's outputs or error.
+  // Calls step through the instructions side by side, so a delegate can share work between
+  // them (the XNNPACK backend reads each weight matrix once for all of them), and kernels run
+  // one call per thread. Outputs are bit for bit those of separate execute() calls. A method
+  // with jumps runs its calls one after another instead, since their paths may part.
+  std::vector<Result<std::vector<IoValue>>> execute_batch(std::string_view method_name,
+                                                          const std::vector<std::vector<IoValue>>& inputs);
 
   const ExtendedHeader& extended_header() const { return header_; }
   const ei_pte::Program* flatbuffer() const { return program_; }
@@ -163,8 +172,18 @@ class Program {
   Result<const uint8_t*> tensor_data(const ei_pte::Tensor* tensor, size_t nbytes, bool mutable_initial) const;
 
   Result<std::unique_ptr<MethodInstance>> create_instance(MethodPlan& plan);
-  Status run(MethodPlan& plan, MethodInstance& instance, const std::vector<IoValue>& inputs,
-             std::vector<IoValue>& outputs);
+  // One call of a method within run().
+  struct Call {
+    MethodInstance* instance = nullptr;
+    const std::vector<IoValue>* inputs = nullptr;
+    std::vector<IoValue> outputs;
+    Status status;
+    std::vector<EValue*> args;  // the current instruction's arguments
+  };
+  // Runs the calls side by side, one instruction at a time; a call that fails stops and the
+  // others go on. Calls must not take different paths: several calls need a method without
+  // jumps (MethodPlan::has_jumps).
+  void run(MethodPlan& plan, std::span<Call> calls);
 
   std::unique_ptr<DataSource> source_;
   LoadOptions options_;
