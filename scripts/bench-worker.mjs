@@ -8,6 +8,7 @@
 //   node scripts/bench-worker.mjs ort-latency MODEL.onnx THREADS RUNS
 //   node scripts/bench-worker.mjs ort-batch MODEL.onnx THREADS BATCH RUNS
 //   node scripts/bench-worker.mjs blas THREADS M,N,K[,packed] [M,N,K[,packed] ...]
+//   node scripts/bench-worker.mjs peak THREADS
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 
@@ -124,6 +125,22 @@ if (mode === 'ei-load') {
     seconds: native().benchmarkLinear(Number(m), Number(n), Number(k), threads, 10, packed === 'packed'),
   }));
   report({ products: results });
+} else if (mode === 'peak') {
+  // One FMA loop per thread at once, so the figure includes what running both cores costs.
+  const threads = Number(args[0]);
+  const { Worker } = await import('node:worker_threads');
+  const nativeUrl = new URL('../dist/native.js', import.meta.url).href;
+  const source = `const { native } = await import(${JSON.stringify(nativeUrl)});
+    const { parentPort } = await import('node:worker_threads');
+    parentPort.postMessage(native().fmaPeak(1));`;
+  const rates = await Promise.all(
+    Array.from({ length: threads }, () => new Promise((resolve, reject) => {
+      const thread = new Worker(new URL(`data:text/javascript,${encodeURIComponent(source)}`));
+      thread.once('message', resolve);
+      thread.once('error', reject);
+    })),
+  );
+  report({ gflopsPerThread: rates });
 } else {
   process.stderr.write(`bench-worker: unknown mode ${mode}\n`);
   process.exit(2);

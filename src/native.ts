@@ -86,6 +86,8 @@ export interface NativeAddon {
   backends(): string[];
   /** Benchmark helper: median seconds of the backend's matrix product [m, k] x [n, k]^T on `threads`, through the BLAS or packed weights. */
   benchmarkLinear(m: number, n: number, k: number, threads: number, repetitions: number, packed?: boolean): number;
+  /** GFLOP/s of fused multiply-adds one thread reaches with this build's vectors (benchmark only). */
+  fmaPeak(seconds?: number): number;
 }
 
 let cached: NativeAddon | undefined;

@@ -1,6 +1,7 @@
 #include "backends/packed_gemm.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -22,6 +23,7 @@ inline Vector vload(const float* p) { return _mm512_load_ps(p); }
 inline Vector vzero() { return _mm512_setzero_ps(); }
 inline Vector vbroadcast(const float* p) { return _mm512_set1_ps(*p); }
 inline Vector vfma(Vector a, Vector b, Vector c) { return _mm512_fmadd_ps(a, b, c); }
+inline Vector vadd(Vector a, Vector b) { return _mm512_add_ps(a, b); }
 inline Vector vload_partial(const float* p, int count) {
   if (count >= 16) return _mm512_loadu_ps(p);
   if (count <= 0) return _mm512_setzero_ps();
@@ -42,6 +44,7 @@ inline Vector vload(const float* p) { return _mm256_load_ps(p); }
 inline Vector vzero() { return _mm256_setzero_ps(); }
 inline Vector vbroadcast(const float* p) { return _mm256_broadcast_ss(p); }
 inline Vector vfma(Vector a, Vector b, Vector c) { return _mm256_fmadd_ps(a, b, c); }
+inline Vector vadd(Vector a, Vector b) { return _mm256_add_ps(a, b); }
 inline Vector vload_partial(const float* p, int count) {
   if (count >= 8) return _mm256_loadu_ps(p);
   alignas(32) float lanes[8] = {};
@@ -69,6 +72,9 @@ std::shared_ptr<float[]> allocate_floats(size_t count) {
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 constexpr int kLanes = static_cast<int>(sizeof(Vector) / sizeof(float));
+// Start values, scale and offset of fma_peak_gflops()'s chains: x * 0.999999 + 1e-6 stays
+// near 1, far from overflow and subnormals.
+constexpr float kChainStart[6] = {1.0f, 1.1f, 1.2f, 1.3f, 0.999999f, 1e-6f};
 
 // Blocking, after the structure of onnxruntime's MLAS SGEMM (1.31) for packed weights:
 // products run in slices of up to kSliceK inner indices by up to kSliceN output columns. For
@@ -146,6 +152,47 @@ int64_t aligned_columns(int64_t n) { return (n + 2 * kLanes - 1) / (2 * kLanes) 
 }  // namespace
 
 int packed_panel_width() { return kPanel; }
+
+double fma_peak_gflops(double seconds) {
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+  // 24 independent chains, more than the FMA units' latency times their count needs.
+  constexpr int kChains = 24;
+  Vector sums[kChains];
+  for (int i = 0; i < kChains; ++i) sums[i] = vbroadcast(&kChainStart[i % 4]);
+  Vector scale = vbroadcast(&kChainStart[4]);
+  Vector offset = vbroadcast(&kChainStart[5]);
+  constexpr int64_t kStepsPerCheck = 1 << 16;
+  int64_t steps = 0;
+  auto start = std::chrono::steady_clock::now();
+  double elapsed = 0;
+  do {
+    for (int64_t step = 0; step < kStepsPerCheck; ++step) {
+#if defined(__clang__)
+#pragma unroll
+#else
+#pragma GCC unroll 32
+#endif
+      for (int i = 0; i < kChains; ++i) sums[i] = vfma(sums[i], scale, offset);
+      // An empty asm that may change `scale` keeps the compiler from running each chain to the
+      // end before the next (one chain at a time would measure latency, not throughput).
+      __asm__ volatile("" : "+v"(scale));
+    }
+    steps += kStepsPerCheck;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  } while (elapsed < seconds);
+  // Keep the sums alive so the loop is not removed.
+  alignas(64) float lanes[kLanes];
+  Vector total = sums[0];
+  for (int i = 1; i < kChains; ++i) total = vadd(total, sums[i]);
+  vstore(lanes, total, kLanes);
+  volatile float sink = lanes[0];
+  (void)sink;
+  return static_cast<double>(steps) * kChains * kLanes * 2 / elapsed / 1e9;
+#else
+  (void)seconds;
+  return 0;
+#endif
+}
 
 bool pack_weights(ThreadPool* pool, const float* w, int64_t n, int64_t k, bool w_is_k_by_n, const float* bias,
                   PackedWeights& packed) {

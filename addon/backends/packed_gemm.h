@@ -21,6 +21,11 @@ namespace ei::xnn {
 // this build has no packed kernel and linear layers use the BLAS.
 int packed_panel_width();
 
+// The rate of fused multiply-adds one thread reaches with this build's vectors, in GFLOP/s (two
+// per lane), measured by running independent chains for `seconds`; 0 without a packed kernel.
+// The benchmark reports products as a fraction of it.
+double fma_peak_gflops(double seconds);
+
 // A weight matrix for c = a * w^T (w is [n, k]), packed for packed_linear(): in slices of 768
 // inner indices, each slice a row of panels of one vector's width of output columns, each
 // panel [depth][width] floats (zeros past n). The bias, when present, is padded the same way.

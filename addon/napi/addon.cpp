@@ -640,12 +640,21 @@ Napi::Value BenchmarkLinear(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, times[times.size() / 2]);
 }
 
+// fmaPeak(seconds): GFLOP/s of fused multiply-adds on one thread, for the benchmark.
+Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double seconds = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0.2;
+  if (!(seconds > 0 && seconds <= 10)) throw make_error(env, ErrorCode::kInvalidArgument, "fmaPeak: seconds must be in (0, 10]");
+  return Napi::Number::New(env, ei::xnn::fma_peak_gflops(seconds));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ProgramWrap::Init(env);
   exports.Set("loadProgram", Napi::Function::New(env, LoadProgram));
   exports.Set("kernels", Napi::Function::New(env, Kernels));
   exports.Set("backends", Napi::Function::New(env, Backends));
   exports.Set("benchmarkLinear", Napi::Function::New(env, BenchmarkLinear));
+  exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));
   ei::napi::register_preprocess(env, exports);
   return exports;
 }
