@@ -537,6 +537,7 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
   use_single_threaded_blas();
   self.max_workspace_bytes_ = context.max_workspace_bytes;
   self.fuse_nodes();
+  self.limit_rows(context.arg_row_limits);
   self.pack_constant_weights(context);
   self.plan_at_load();
   return result;
@@ -606,6 +607,73 @@ void Graph::fuse_nodes() {
   }
   nodes_ = std::move(kept);
   compute_lifetimes();
+}
+
+void Graph::limit_rows(std::span<const int64_t> arg_row_limits) {
+  // Rows of each value that later nodes or the program read: 0 none found yet, -1 all.
+  constexpr int64_t kAll = -1;
+  std::vector<int64_t> live(values_.size(), 0);
+  bool any = false;
+  for (uint32_t id = 0; id < extern_count_; ++id) {
+    uint32_t value = outputs_[id];
+    if (value == kInvalidId) continue;
+    int64_t limit = id < arg_row_limits.size() ? arg_row_limits[id] : 0;
+    const Dims& dims = values_[value].dims;
+    int64_t rows = dims.empty() || dims.back() == 0 ? 0 : checked_numel(dims) / dims.back();
+    if (limit > 0 && limit < rows) {
+      live[value] = limit;
+      any = true;
+    } else {
+      live[value] = kAll;
+    }
+  }
+  if (!any) return;
+  auto demand = [&](uint32_t value, int64_t rows) {
+    if (value == kInvalidId) return;
+    int64_t& current = live[value];
+    current = (current == kAll || rows == kAll) ? kAll : std::max(current, rows);
+  };
+  auto elementwise = [](NodeKind kind) {
+    switch (kind) {
+      case NodeKind::kAdd: case NodeKind::kSubtract: case NodeKind::kMultiply: case NodeKind::kDivide:
+      case NodeKind::kMinimum: case NodeKind::kMaximum: case NodeKind::kSigmoid: case NodeKind::kTanh:
+      case NodeKind::kGelu: case NodeKind::kHardswish: case NodeKind::kLeakyRelu: case NodeKind::kElu:
+      case NodeKind::kClamp: case NodeKind::kAbs: case NodeKind::kNegate: case NodeKind::kFloor:
+      case NodeKind::kCeiling: case NodeKind::kSquare: case NodeKind::kSquareRoot:
+      case NodeKind::kReciprocalSquareRoot: case NodeKind::kExp: case NodeKind::kLog: case NodeKind::kSin:
+      case NodeKind::kCos: case NodeKind::kCopy: case NodeKind::kConvert:
+        return true;
+      default:
+        return false;
+    }
+  };
+  // Nodes come in dependency order, so walking back meets every reader of a value before
+  // the node that writes it.
+  for (size_t n = nodes_.size(); n-- > 0;) {
+    Node& node = nodes_[n];
+    int64_t rows = node.outputs.size() == 1 ? live[node.outputs[0]] : kAll;
+    const Dims& out_dims = node.outputs.size() == 1 ? values_[node.outputs[0]].dims : Dims{};
+    bool row_wise = rows > 0 && !out_dims.empty();
+    if (row_wise && node.kind == NodeKind::kFullyConnected) {
+      // Input rows match output rows; the filter and bias are read whole.
+      demand(node.inputs[0], rows);
+      for (size_t i = 1; i < node.inputs.size(); ++i) demand(node.inputs[i], kAll);
+    } else if (row_wise && elementwise(node.kind)) {
+      // Each operand either has the output's shape (read row by row) or is one element.
+      for (uint32_t input : node.inputs) {
+        if (input == kInvalidId) continue;
+        const Dims& dims = values_[input].dims;
+        if (dims != out_dims && checked_numel(dims) != 1) row_wise = false;
+      }
+      for (uint32_t input : node.inputs) {
+        if (input != kInvalidId) demand(input, row_wise && values_[input].dims == out_dims ? rows : kAll);
+      }
+    } else {
+      row_wise = false;
+      for (uint32_t input : node.inputs) demand(input, kAll);
+    }
+    if (row_wise) node.live_rows = rows;
+  }
 }
 
 void Graph::compute_lifetimes() {

@@ -78,6 +78,10 @@ struct Node {
   // FullyConnected only: set at load when the nodes after it computed this function of its
   // output (see Graph::fuse_nodes); applied before the clamp.
   Activation activation;
+  // Set at load (Graph::limit_rows): only the first live_rows rows of the output (seen as
+  // [numel / last dim, last dim]) are read after this node, so only those are computed.
+  // 0: all of them.
+  int64_t live_rows = 0;
 };
 
 // Everything a call needs besides the graph: value shapes, pointers and scratch memory.
@@ -106,6 +110,11 @@ class Graph final : public DelegateHandle {
   void fuse_nodes();
   // Recomputes each value's first and last use after nodes changed.
   void compute_lifetimes();
+  // Marks the nodes whose outputs are read only in part: an external output with a row limit
+  // (BackendInitContext::arg_row_limits) needs only those rows of the row-wise nodes before
+  // it (FullyConnected, elementwise nodes over operands of its shape), back to the first
+  // node that mixes rows.
+  void limit_rows(std::span<const int64_t> arg_row_limits);
   // Packs the constant weights of FullyConnected and Conv2d nodes for packed_linear().
   void pack_constant_weights(const BackendInitContext& context);
   std::unique_ptr<CallState> acquire_state() const;

@@ -641,6 +641,7 @@ Graph::LinearShape Graph::linear_shape(const Node& node, const CallState& state)
   int64_t k = transposed ? filter[0] : filter[1];
   int64_t n = transposed ? filter[1] : filter[0];
   int64_t m = k == 0 ? 0 : numel(state.dims[node.inputs[0]]) / k;
+  if (node.live_rows > 0) m = std::min(m, node.live_rows);
   return {m, n, k};
 }
 
@@ -683,28 +684,40 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
   const Dims& out_dims = state.dims[node.outputs[0]];
   size_t count = static_cast<size_t>(numel(out_dims));
   float low = node.output_min, high = node.output_max;
+  // Rows nothing reads are not computed (Graph::limit_rows): elementwise nodes see their
+  // full-shape operands and output as [live_rows, last dim].
+  Dims limited_dims;
+  if (node.live_rows > 0 && !out_dims.empty() && out_dims.back() > 0 &&
+      static_cast<int64_t>(count) / out_dims.back() > node.live_rows) {
+    limited_dims = {node.live_rows, out_dims.back()};
+    count = static_cast<size_t>(node.live_rows * out_dims.back());
+  }
+  auto binary_dims = [&](size_t i) -> const Dims& {
+    return !limited_dims.empty() && in_dims(i) == out_dims ? limited_dims : in_dims(i);
+  };
+  const Dims& binary_out = limited_dims.empty() ? out_dims : limited_dims;
 
   switch (node.kind) {
     case NodeKind::kAdd:
-      binary_broadcast(in(0), in_dims(0), in(1), in_dims(1), out, out_dims, [](float a, float b) { return a + b; }, pool);
+      binary_broadcast(in(0), binary_dims(0), in(1), binary_dims(1), out, binary_out, [](float a, float b) { return a + b; }, pool);
       break;
     case NodeKind::kSubtract:
-      binary_broadcast(in(0), in_dims(0), in(1), in_dims(1), out, out_dims, [](float a, float b) { return a - b; }, pool);
+      binary_broadcast(in(0), binary_dims(0), in(1), binary_dims(1), out, binary_out, [](float a, float b) { return a - b; }, pool);
       break;
     case NodeKind::kMultiply:
-      binary_broadcast(in(0), in_dims(0), in(1), in_dims(1), out, out_dims, [](float a, float b) { return a * b; }, pool);
+      binary_broadcast(in(0), binary_dims(0), in(1), binary_dims(1), out, binary_out, [](float a, float b) { return a * b; }, pool);
       break;
     case NodeKind::kDivide:
-      binary_broadcast(in(0), in_dims(0), in(1), in_dims(1), out, out_dims, [](float a, float b) { return a / b; }, pool);
+      binary_broadcast(in(0), binary_dims(0), in(1), binary_dims(1), out, binary_out, [](float a, float b) { return a / b; }, pool);
       break;
     case NodeKind::kMinimum:
-      binary_broadcast(in(0), in_dims(0), in(1), in_dims(1), out, out_dims, [](float a, float b) { return std::min(a, b); }, pool);
+      binary_broadcast(in(0), binary_dims(0), in(1), binary_dims(1), out, binary_out, [](float a, float b) { return std::min(a, b); }, pool);
       break;
     case NodeKind::kMaximum:
-      binary_broadcast(in(0), in_dims(0), in(1), in_dims(1), out, out_dims, [](float a, float b) { return std::max(a, b); }, pool);
+      binary_broadcast(in(0), binary_dims(0), in(1), binary_dims(1), out, binary_out, [](float a, float b) { return std::max(a, b); }, pool);
       break;
     case NodeKind::kPRelu:
-      binary_broadcast(in(0), in_dims(0), in(1), in_dims(1), out, out_dims,
+      binary_broadcast(in(0), binary_dims(0), in(1), binary_dims(1), out, binary_out,
                        [](float x, float slope) { return x < 0 ? x * slope : x; }, pool);
       break;
 

@@ -487,9 +487,104 @@ Status Program::check_instructions(MethodPlan& plan) {
   return Status::Ok();
 }
 
+namespace {
+
+// For each delegate that one DelegateCall runs, the rows of each argument that the rest of
+// the method reads (BackendInitContext::arg_row_limits); 0 where all of it is read. An output
+// qualifies only when one later aten::select_copy.int_out reads it, along its second-to-last
+// dimension at a constant index with every dimension before that of size 1, and nothing else
+// refers to it: not another instruction, not the method's inputs or outputs. Methods with
+// jumps get no limits.
+std::vector<std::vector<int64_t>> delegate_row_limits(const MethodPlan& plan, size_t delegate_count) {
+  std::vector<std::vector<int64_t>> limits(delegate_count);
+  const auto* chains = plan.plan->chains();
+  if (plan.has_jumps || chains == nullptr) return limits;
+
+  std::vector<int> references(plan.values.size(), 0);
+  std::vector<bool> moved_to(plan.values.size(), false);
+  auto refer = [&](int32_t index) {
+    if (index >= 0 && static_cast<size_t>(index) < references.size()) ++references[static_cast<size_t>(index)];
+  };
+  for (const auto* io : {plan.plan->inputs(), plan.plan->outputs()}) {
+    if (io == nullptr) continue;
+    for (int32_t index : *io) refer(index);
+  }
+  struct Call {
+    const flatbuffers::Vector<int32_t>* args;
+    const flatbuffers::Vector<flatbuffers::Offset<ei_pte::Instruction>>* instructions;
+    uoffset_t pc;
+  };
+  std::vector<std::vector<Call>> calls(delegate_count);
+  for (const auto* chain : *chains) {
+    const auto* instructions = chain->instructions();
+    if (instructions == nullptr) continue;
+    for (uoffset_t pc = 0; pc < instructions->size(); ++pc) {
+      const auto* instruction = instructions->Get(pc);
+      const flatbuffers::Vector<int32_t>* args = nullptr;
+      if (const auto* kernel = instruction->instr_args_as_KernelCall()) args = kernel->args();
+      if (const auto* delegate = instruction->instr_args_as_DelegateCall()) {
+        args = delegate->args();
+        size_t index = static_cast<size_t>(delegate->delegate_index());
+        if (index < delegate_count) calls[index].push_back({args, instructions, pc});
+      }
+      if (const auto* move = instruction->instr_args_as_MoveCall()) {
+        refer(move->move_from());
+        refer(move->move_to());
+        moved_to[static_cast<size_t>(move->move_to())] = true;
+      }
+      if (const auto* free = instruction->instr_args_as_FreeCall()) refer(free->value_index());
+      if (args != nullptr) {
+        for (int32_t index : *args) refer(index);
+      }
+    }
+  }
+
+  auto constant_int = [&](int32_t index, int64_t& value) {
+    const ValueTemplate& slot = plan.values[static_cast<size_t>(index)];
+    if (slot.value.tag != Tag::kInt || moved_to[static_cast<size_t>(index)]) return false;
+    value = slot.value.int_value;
+    return true;
+  };
+  for (size_t d = 0; d < delegate_count; ++d) {
+    if (calls[d].size() != 1 || calls[d].front().args == nullptr) continue;
+    const Call& call = calls[d].front();
+    limits[d].assign(call.args->size(), 0);
+    for (uoffset_t j = 0; j < call.args->size(); ++j) {
+      int32_t value = call.args->Get(j);
+      const ValueTemplate& slot = plan.values[static_cast<size_t>(value)];
+      if (slot.tensor_index < 0 || references[static_cast<size_t>(value)] != 2) continue;
+      const Tensor& tensor = plan.tensors[static_cast<size_t>(slot.tensor_index)].tensor;
+      if (tensor.dynamism != ShapeDynamism::kStatic || tensor.sizes.size() < 2) continue;
+      // The other reference: a later select_copy in the same chain that reads it first.
+      for (uoffset_t pc = call.pc + 1; pc < call.instructions->size(); ++pc) {
+        const auto* kernel = call.instructions->Get(pc)->instr_args_as_KernelCall();
+        const auto* args = kernel == nullptr ? nullptr : kernel->args();
+        if (args == nullptr || std::find(args->begin(), args->end(), value) == args->end()) continue;
+        int64_t dim = 0, index = 0;
+        size_t rank = tensor.sizes.size();
+        bool select = plan.operator_names[static_cast<size_t>(kernel->op_index())] == "aten::select_copy.int_out" &&
+                      args->size() == 5 && args->Get(0) == value &&
+                      std::count(args->begin(), args->end(), value) == 1 && constant_int(args->Get(1), dim) &&
+                      constant_int(args->Get(2), index);
+        if (select && dim < 0) dim += static_cast<int64_t>(rank);
+        bool leading_ones = std::all_of(tensor.sizes.begin(), tensor.sizes.end() - 2, [](int64_t size) { return size == 1; });
+        if (select && dim == static_cast<int64_t>(rank) - 2 && leading_ones && index >= 0 &&
+            index < tensor.sizes[rank - 2]) {
+          limits[d][j] = index + 1;
+        }
+        break;
+      }
+    }
+  }
+  return limits;
+}
+
+}  // namespace
+
 Status Program::prepare_delegates(MethodPlan& plan) {
   const auto* delegates = plan.plan->delegates();
   if (delegates == nullptr) return Status::Ok();
+  std::vector<std::vector<int64_t>> row_limits = delegate_row_limits(plan, delegates->size());
   for (uoffset_t i = 0; i < delegates->size(); ++i) {
     const auto* delegate = delegates->Get(i);
     std::string id = delegate->id() == nullptr ? "" : delegate->id()->str();
@@ -537,7 +632,8 @@ Status Program::prepare_delegates(MethodPlan& plan) {
     }
     BackendInitContext context{payload, specs, named_data_.get(), options_.threads, pool_.get(),
                                options_.max_planned_bytes,
-                               [this](const void* data, size_t size) { source_->release(data, size); }};
+                               [this](const void* data, size_t size) { source_->release(data, size); },
+                               row_limits[i]};
     auto handle = backend->init(context);
     if (!handle.ok()) {
       Status status = handle.status().with_context("delegate " + std::to_string(i) + " (" + id + "): ");
