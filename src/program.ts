@@ -229,6 +229,9 @@ export class Program {
         if (result instanceof Error) call.reject(fromNativeError(result));
         else call.resolve(result as Value[]);
       });
+      // Let the callers just resolved run first: a caller that embeds in a loop makes its next
+      // call then, and it should join the next batch rather than wait for the one after.
+      await new Promise((resolve) => setImmediate(resolve));
     }
     queue.running = false;
     this.#queues.delete(method);
