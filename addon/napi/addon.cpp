@@ -343,88 +343,25 @@ class ProgramWrap : public Napi::ObjectWrap<ProgramWrap> {
 
 Napi::FunctionReference* ProgramWrap::constructor = nullptr;
 
+// Runs calls of one method together (Program::execute_batch). For execute() (`single`) it
+// resolves to the one call's outputs or rejects with its error; for executeBatch() it
+// resolves to an array with, per call, its array of outputs or the Error it failed with.
 class ExecuteWorker : public Napi::AsyncWorker {
  public:
-  ExecuteWorker(Napi::Env env, std::shared_ptr<ei::Program> program, std::string method, std::vector<IoValue> inputs)
+  ExecuteWorker(Napi::Env env, std::shared_ptr<ei::Program> program, std::string method,
+                std::vector<std::vector<IoValue>> inputs, bool single)
       : Napi::AsyncWorker(env),
         deferred_(Napi::Promise::Deferred::New(env)),
         program_(std::move(program)),
         method_(std::move(method)),
-        inputs_(std::move(inputs)) {}
+        inputs_(std::move(inputs)),
+        single_(single) {}
 
   Napi::Promise promise() { return deferred_.Promise(); }
 
   void Execute() override {
     // The core reports errors as Status values; an exception here is an allocation failure or
     // a bug, and must not escape into the worker thread.
-    try {
-      auto result = program_->execute(method_, inputs_);
-      if (!result.ok()) {
-        status_ = result.status();
-        return;
-      }
-      outputs_ = std::move(result).value();
-    } catch (const std::bad_alloc&) {
-      status_ = Status(ErrorCode::kOutOfMemory, "method '" + method_ + "': out of memory");
-    } catch (const std::exception& error) {
-      status_ = Status(ErrorCode::kInternal, "method '" + method_ + "': " + error.what());
-    }
-  }
-
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (!status_.ok()) {
-      deferred_.Reject(make_error(env, status_).Value());
-      return;
-    }
-    Napi::Array array = Napi::Array::New(env, outputs_.size());
-    for (size_t i = 0; i < outputs_.size(); ++i) array.Set(static_cast<uint32_t>(i), io_to_js(env, outputs_[i]));
-    deferred_.Resolve(array);
-  }
-
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::shared_ptr<ei::Program> program_;
-  std::string method_;
-  std::vector<IoValue> inputs_;
-  std::vector<IoValue> outputs_;
-  Status status_;
-};
-
-Napi::Value ProgramWrap::Execute(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto program = require_program(env);
-  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsArray()) {
-    throw make_error(env, ErrorCode::kInvalidArgument, "execute(method: string, inputs: array) expected");
-  }
-  Napi::Array array = info[1].As<Napi::Array>();
-  std::vector<IoValue> inputs(array.Length());
-  for (uint32_t i = 0; i < array.Length(); ++i) {
-    if (!js_to_io(env, array.Get(i), i, inputs[i])) return env.Undefined();
-  }
-  auto* worker = new ExecuteWorker(env, program, info[0].As<Napi::String>().Utf8Value(), std::move(inputs));
-  Napi::Promise promise = worker->promise();
-  worker->Queue();
-  return promise;
-}
-
-// Runs several calls of one method together (Program::execute_batch). Resolves to an array
-// with, per call, its array of outputs or the Error it failed with.
-class ExecuteBatchWorker : public Napi::AsyncWorker {
- public:
-  ExecuteBatchWorker(Napi::Env env, std::shared_ptr<ei::Program> program, std::string method,
-                     std::vector<std::vector<IoValue>> inputs)
-      : Napi::AsyncWorker(env),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        program_(std::move(program)),
-        method_(std::move(method)),
-        inputs_(std::move(inputs)) {}
-
-  Napi::Promise promise() { return deferred_.Promise(); }
-
-  void Execute() override {
     try {
       results_ = program_->execute_batch(method_, inputs_);
     } catch (const std::bad_alloc&) {
@@ -440,17 +377,23 @@ class ExecuteBatchWorker : public Napi::AsyncWorker {
       deferred_.Reject(make_error(env, failure_).Value());
       return;
     }
-    Napi::Array results = Napi::Array::New(env, results_.size());
-    for (size_t i = 0; i < results_.size(); ++i) {
-      if (!results_[i].ok()) {
-        results.Set(static_cast<uint32_t>(i), make_error(env, results_[i].status()).Value());
-        continue;
-      }
-      const std::vector<IoValue>& outputs = results_[i].value();
+    auto to_js = [&](const ei::Result<std::vector<IoValue>>& result) -> Napi::Value {
+      if (!result.ok()) return make_error(env, result.status()).Value();
+      const std::vector<IoValue>& outputs = result.value();
       Napi::Array array = Napi::Array::New(env, outputs.size());
       for (size_t j = 0; j < outputs.size(); ++j) array.Set(static_cast<uint32_t>(j), io_to_js(env, outputs[j]));
-      results.Set(static_cast<uint32_t>(i), array);
+      return array;
+    };
+    if (single_) {
+      if (results_.front().ok()) {
+        deferred_.Resolve(to_js(results_.front()));
+      } else {
+        deferred_.Reject(to_js(results_.front()));
+      }
+      return;
     }
+    Napi::Array results = Napi::Array::New(env, results_.size());
+    for (size_t i = 0; i < results_.size(); ++i) results.Set(static_cast<uint32_t>(i), to_js(results_[i]));
     deferred_.Resolve(results);
   }
 
@@ -461,9 +404,29 @@ class ExecuteBatchWorker : public Napi::AsyncWorker {
   std::shared_ptr<ei::Program> program_;
   std::string method_;
   std::vector<std::vector<IoValue>> inputs_;
+  bool single_;
   std::vector<ei::Result<std::vector<IoValue>>> results_;
   Status failure_;
 };
+
+Napi::Value ProgramWrap::Execute(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto program = require_program(env);
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsArray()) {
+    throw make_error(env, ErrorCode::kInvalidArgument, "execute(method: string, inputs: array) expected");
+  }
+  Napi::Array array = info[1].As<Napi::Array>();
+  std::vector<IoValue> inputs(array.Length());
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    if (!js_to_io(env, array.Get(i), i, inputs[i])) return env.Undefined();
+  }
+  std::vector<std::vector<IoValue>> calls;
+  calls.push_back(std::move(inputs));
+  auto* worker = new ExecuteWorker(env, program, info[0].As<Napi::String>().Utf8Value(), std::move(calls), true);
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
 
 Napi::Value ProgramWrap::ExecuteBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -484,7 +447,7 @@ Napi::Value ProgramWrap::ExecuteBatch(const Napi::CallbackInfo& info) {
       if (!js_to_io(env, array.Get(i), i, inputs[c][i])) return env.Undefined();
     }
   }
-  auto* worker = new ExecuteBatchWorker(env, program, info[0].As<Napi::String>().Utf8Value(), std::move(inputs));
+  auto* worker = new ExecuteWorker(env, program, info[0].As<Napi::String>().Utf8Value(), std::move(inputs), false);
   Napi::Promise promise = worker->promise();
   worker->Queue();
   return promise;
