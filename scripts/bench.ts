@@ -158,16 +158,19 @@ function main(): void {
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
   const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
 
+  // The targets are set for the 12-layer model. A 2-layer one skips a much larger share of its
+  // work (the last layer's MLP for all tokens but one), so its ratios do not compare.
+  const targetNote = values.small ? ', for the 12-layer model only' : '';
   const lines = [
     `### ${config.num_hidden_layers === 12 ? 'CLIP ViT-B/32' : `CLIP ViT-B/32 geometry, ${config.num_hidden_layers} layers`}, fp32, seeded weights (${new Date().toISOString().slice(0, 10)}, commit ${commit})`,
     '',
-    `Machine: ${cpu}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB. Command: \`npm run bench\` (runs ${runs}, images ${images}). Model file ${modelMiB.toFixed(0)} MiB, ${(flops / 1e9).toFixed(2)} GFLOP per image in matrix products.`,
+    `Machine: ${cpu}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB. Command: \`npm run bench${values.small ? ' -- --small' : ''}\` (runs ${runs}, images ${images}). Model file ${modelMiB.toFixed(0)} MiB, ${(flops / 1e9).toFixed(2)} GFLOP per image in matrix products.`,
     '',
     '| measurement | embed-image | onnxruntime-node | ratio (embed-image / ORT) |',
     '| --- | --- | --- | --- |',
     `| latency, 1 image, 1 thread (median ms) | ${ms(ei1.medianMs)} | ${ms(ort1.medianMs)} | ${ratio(ei1.medianMs as number, ort1.medianMs as number)} |`,
-    `| latency, 1 image, 2 threads (median ms) | ${ms(ei2.medianMs)} | ${ms(ort2.medianMs)} | ${ratio(ei2.medianMs as number, ort2.medianMs as number)} (target ≤ 1.00) |`,
-    `| throughput, 2 threads (images/s) | ${(eiThroughput.imagesPerSecond as number).toFixed(2)} (${concurrentCalls} concurrent calls, batched) | ${ortThroughput.toFixed(2)} (batch 8) | ${ratio(eiThroughput.imagesPerSecond as number, ortThroughput)} (target ≥ 1.10) |`,
+    `| latency, 1 image, 2 threads (median ms) | ${ms(ei2.medianMs)} | ${ms(ort2.medianMs)} | ${ratio(ei2.medianMs as number, ort2.medianMs as number)} (target ≤ 1.00${targetNote}) |`,
+    `| throughput, 2 threads (images/s) | ${(eiThroughput.imagesPerSecond as number).toFixed(2)} (${concurrentCalls} concurrent calls, batched) | ${ortThroughput.toFixed(2)} (batch 8) | ${ratio(eiThroughput.imagesPerSecond as number, ortThroughput)} (target ≥ 1.10${targetNote}) |`,
     `| matrix-product rate, 1 image, 2 threads (share of FMA peak) | ${ofPeak(1000 / (ei2.medianMs as number), 2)} | ${ofPeak(1000 / (ort2.medianMs as number), 2)} | |`,
     `| matrix-product rate, throughput (share of FMA peak) | ${ofPeak(eiThroughput.imagesPerSecond as number, 2)} | ${ofPeak(ortThroughput, 2)} | |`,
     `| peak RSS, 2 threads (MiB) | ${ms(ei2.maxRssMiB)} (model + ${ms(ei2.maxRssMiB - modelMiB)}) | ${ms(ort2.maxRssMiB)} (model + ${ms(ort2.maxRssMiB - modelMiB)}) | target: model + 150 |`,
@@ -178,7 +181,7 @@ function main(): void {
     '',
     `FMA peak (one loop of independent fused multiply-adds per thread, both threads at once): ${fmaRates.map((rate) => rate.toFixed(0)).join(' + ')} GFLOP/s. The rate rows count only the ${(flops / 1e9).toFixed(2)} GFLOP of matrix products per image, over the whole time of a call. embed-image skips ${(skippedFlops / 1e9).toFixed(2)} GFLOP of them (the last layer's MLP for the tokens that no output reads), which its rate still counts.`,
     '',
-    `Roofline: one image's matrix products alone take ${gemmMs(blas1).toFixed(1)} ms on 1 thread and ${gemmMs(blas2).toFixed(1)} ms on 2 threads in OpenBLAS, and ${gemmMs(backend1).toFixed(1)} ms and ${gemmMs(backend2).toFixed(1)} ms in the backend's path (weights packed at load, attention products in OpenBLAS); that path is ${((100 * gemmMs(backend2)) / (ei2.medianMs as number)).toFixed(0)} % of embed-image's 2-thread latency. Large-GEMM rate of one core in OpenBLAS (400×3072×768): ${peakGflops.toFixed(0)} GFLOP/s; embed-image reaches ${(flops / ((ei2.medianMs as number) * 1e6)).toFixed(0)} GFLOP/s on 2 threads, ${((100 * flops) / ((ei2.medianMs as number) * 1e6 * 2 * peakGflops)).toFixed(0)} % of two cores at that rate.`,
+    `Roofline (each product shape timed alone, repeating it with a fresh thread pool per shape, which is not how the model runs; on this project's 2-core virtual machine its 2-thread figures have come out above the 1-thread ones): one image's matrix products alone take ${gemmMs(blas1).toFixed(1)} ms on 1 thread and ${gemmMs(blas2).toFixed(1)} ms on 2 threads in OpenBLAS, and ${gemmMs(backend1).toFixed(1)} ms and ${gemmMs(backend2).toFixed(1)} ms in the backend's path (weights packed at load, attention products in OpenBLAS); that path is ${((100 * gemmMs(backend2)) / (ei2.medianMs as number)).toFixed(0)} % of embed-image's 2-thread latency. Large-GEMM rate of one core in OpenBLAS (400×3072×768): ${peakGflops.toFixed(0)} GFLOP/s; embed-image reaches ${(flops / ((ei2.medianMs as number) * 1e6)).toFixed(0)} GFLOP/s on 2 threads, ${((100 * flops) / ((ei2.medianMs as number) * 1e6 * 2 * peakGflops)).toFixed(0)} % of two cores at that rate.`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -23,6 +23,8 @@ export interface ImageEmbeddingsLoadOptions {
   profile?: PreprocessProfile;
   /** Worker threads for kernels and delegates, where 0 (the default) means one per CPU core. */
   threads?: number;
+  /** Most concurrent forward() calls that run as one batch (1 to 256, default 8; see Program.load). */
+  maxBatch?: number;
   /** Options for finding or downloading the model (cache folder, offline mode and the like). */
   resolve?: ResolveModelOptions;
   /** Time and size limits for http(s) image sources. */
@@ -176,7 +178,7 @@ export class ImageEmbeddings {
       };
     }
     const model = await resolveModel(options.modelSource, resolveOptions);
-    const program = await Program.load(model.path, { threads: options.threads ?? 0 });
+    const program = await Program.load(model.path, { threads: options.threads ?? 0, maxBatch: options.maxBatch });
     try {
       const shape = checkEmbeddingProgram(program, model.name);
       this.delete();

@@ -114,7 +114,7 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}
   if (width * height > maxPixels) {
     throw new EmbedImageError(
       'ERR_IMAGE_TOO_LARGE',
-      `image ${name} has ${width}x${height} = ${width * height} pixels, more than the limit of ${maxPixels} (option maxPixels)`,
+      `image ${name} has ${width}x${height} = ${width * height} pixels, more than the limit of ${maxPixels}; downscale it first, or raise maxPixels in the API`,
     );
   }
 

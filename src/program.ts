@@ -3,7 +3,7 @@
  *
  * Execution runs on a worker thread, never on the JS thread. One Program may execute
  * concurrently. Calls of the same method that are waiting when the previous ones finish run
- * together as one batch (up to `maxBatch`): they step through the method side by side, each
+ * together as one batch (up to `maxBatch`). They step through the method side by side, each
  * with its own instance of the method's planned memory, so each matrix product with
  * constant weights reads the weights once for the whole batch. A lone call starts at once
  * and splits its loops over the program's threads. Outputs are bit for bit those of a call
@@ -142,7 +142,7 @@ export class Program {
     }
     const maxBatch = options.maxBatch ?? 8;
     if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > 256) {
-      throw new EmbedImageError('ERR_INVALID_ARGUMENT', `maxBatch must be an integer from 1 to 256, got ${maxBatch}`);
+      throw new EmbedImageError('ERR_INVALID_ARGUMENT', `maxBatch must be an integer from 1 to 256, got ${typeof maxBatch === 'string' ? JSON.stringify(maxBatch) : String(maxBatch)}`);
     }
     if (typeof source !== 'string' && !(source instanceof Uint8Array)) {
       throw new EmbedImageError('ERR_INVALID_ARGUMENT', 'source must be a file path or a Uint8Array/Buffer of .pte bytes');
@@ -187,7 +187,7 @@ export class Program {
     if (typeof method !== 'string') throw new EmbedImageError('ERR_INVALID_ARGUMENT', 'method must be a string');
     if (!Array.isArray(inputs)) throw new EmbedImageError('ERR_INVALID_ARGUMENT', 'inputs must be an array');
     inputs.forEach((input, index) => {
-      if (isTensor(input)) checkTensor(input, `method "${method}" input ${index}`);
+      if (isTensor(input)) checkTensor(input, `method '${method}': input ${index}`);
     });
     const handle = this.#handle();
     if (this.#maxBatch === 1) {

@@ -129,6 +129,13 @@ describe('ImageEmbeddings', () => {
     expect(error.message).toContain('[1, 3, H, W]');
   });
 
+  it('passes maxBatch to the program', async () => {
+    const other = new ImageEmbeddings();
+    const error = await errorOf(other.load({ modelSource: modelPath, maxBatch: 0 }));
+    expect(error.code).toBe('ERR_INVALID_ARGUMENT');
+    expect(error.message).toContain('maxBatch');
+  });
+
   it('fails before load', async () => {
     const error = await errorOf(new ImageEmbeddings().forward(patternPng(8, 8, 1)));
     expect(error.code).toBe('ERR_DISPOSED');

@@ -405,7 +405,7 @@ describe('usage', () => {
     const result = await runCli(['embed', '--help']);
     expect(result.status).toBe(0);
     expect(result.stdout).toMatch(/in\s+seconds\s+\(default:\s+30\)/);
-    expect(result.stdout).toMatch(/images\s+decoded\s+and\s+embedded\s+at\s+once\s+\(default:\s+2\)/);
+    expect(result.stdout).toMatch(/images\s+decoded\s+and\s+embedded\s+at\s+once;[^(]*batch\s+of\s+up\s+to\s+8[^(]*\(default:\s+2\)/);
   });
 
   it('states the size unit in preprocess help', async () => {
