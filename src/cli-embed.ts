@@ -331,7 +331,7 @@ export async function runEmbed(inputs: string[], options: EmbedCliOptions, outpu
 
     if (!options.quiet && (items.length > 1 || failed > 0)) {
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
-      const details = [failed > 0 ? `${failed} failed` : '', reused > 0 ? `${reused} reused from ${options.out}` : ''].filter(Boolean).join(', ');
+      const details = [failed > 0 ? `${failed} failed` : '', reused > 0 ? `${reused} reused by --resume` : ''].filter(Boolean).join(', ');
       output.stderr(`embed-image: embedded ${records.length} of ${items.length} images${details ? ` (${details})` : ''} in ${seconds} s${options.out ? `; wrote ${options.out}` : ''}\n`);
     }
     return failed > 0 ? 1 : 0;

@@ -216,7 +216,7 @@ describe('folder runs', () => {
     appendFileSync(partial, '{"path":"photos/img-101.png","sha256":"ab');
     const resumed = await embed(['photos', '--out', 'killed.jsonl', '--resume']);
     expect(resumed.status).toBe(1);
-    expect(resumed.stderr).toContain(`${goodBeforeFifo} reused from killed.jsonl`);
+    expect(resumed.stderr).toContain(`${goodBeforeFifo} reused by --resume`);
     expect(resumed.stderr).toContain('dropped 1 incomplete line');
     expect(readFileSync(out, 'utf8')).toBe(readFileSync(path.join(root, 'fresh.jsonl'), 'utf8'));
     expect(existsSync(partial)).toBe(false);
@@ -252,7 +252,7 @@ describe('folder runs', () => {
   it('resumes a finished run without embedding again', async () => {
     writeFileSync(path.join(root, 'again.jsonl'), readFileSync(path.join(root, 'fresh.jsonl')));
     const resumed = await embed(['photos', '--out', 'again.jsonl', '--resume']);
-    expect(resumed.stderr).toContain('embedded 197 of 200 images (3 failed, 197 reused from again.jsonl)');
+    expect(resumed.stderr).toContain('embedded 197 of 200 images (3 failed, 197 reused by --resume)');
     expect(readFileSync(path.join(root, 'again.jsonl'), 'utf8')).toBe(readFileSync(path.join(root, 'fresh.jsonl'), 'utf8'));
   });
 
@@ -297,7 +297,7 @@ describe('output formats', () => {
     const before = readFileSync(path.join(root, 'more.npy'));
     const result = await embed(['photos/more', '--out', 'more.npy', '--resume']);
     expect(result.status).toBe(0);
-    expect(result.stderr).toContain('embedded 50 of 50 images (50 reused from more.npy)');
+    expect(result.stderr).toContain('embedded 50 of 50 images (50 reused by --resume)');
     expect(readFileSync(path.join(root, 'more.npy')).equals(before)).toBe(true);
   });
 
@@ -312,14 +312,14 @@ describe('output formats', () => {
     const result = await embed(['photos/more', '--out', 'more.npy', '--resume']);
     expect(result.status).toBe(0);
     expect(result.stderr).toContain('warning: ignoring more.npy');
-    expect(result.stderr).toContain('(50 reused from more.npy)');
+    expect(result.stderr).toContain('(50 reused by --resume)');
     expect(readFileSync(npyFile).equals(before)).toBe(true);
     expect(JSON.parse(readFileSync(indexFile, 'utf8'))).toEqual(index);
   });
 
   it('resumes from a JSON array', async () => {
     const result = await embed(['photos/more', '--out', 'more-records.json', '--resume']);
-    expect(result.stderr).toContain('(50 reused from more-records.json)');
+    expect(result.stderr).toContain('(50 reused by --resume)');
     expect(JSON.parse(readFileSync(path.join(root, 'more-records.json'), 'utf8'))).toEqual(records);
   });
 
