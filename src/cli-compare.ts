@@ -27,6 +27,7 @@ import {
 import { diagnoseInputs, findInputTensor, readInputTensor } from './diagnose.js';
 import { EmbedImageError } from './errors.js';
 import { writeFileAtomic } from './atomic-file.js';
+import { commandOutput } from './cli-usage.js';
 
 export interface CommandOutput {
   stdout: (text: string) => void;
@@ -38,11 +39,7 @@ export function configureCommand(command: Command, usage: string, output: Comman
   return command
     .exitOverride()
     .helpOption('-h, --help', 'print this help and exit')
-    .configureOutput({
-      writeOut: output.stdout,
-      writeErr: output.stderr,
-      outputError: (text, write) => write(`embed-image: ${text.trim().replace(/^error: /, '')} (see "${usage} --help")\n`),
-    });
+    .configureOutput(commandOutput(output, `${usage} --help`));
 }
 
 // ---------------------------------------------------------------------------------------------

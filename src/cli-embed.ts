@@ -30,6 +30,7 @@ import { EmbedImageError } from './errors.js';
 import { DEFAULT_MODEL } from './models.js';
 import { PREPROCESS_PROFILES, type PreprocessProfile } from './preprocess.js';
 import { resolveImageSource, type SourceOptions } from './sources.js';
+import { commandOutput } from './cli-usage.js';
 
 export interface EmbedCliOptions {
   model: string;
@@ -361,11 +362,7 @@ export function registerEmbedCommand(program: Command, output: CliOutput, setSta
   command
     .exitOverride()
     .helpOption('-h, --help', 'print this help and exit')
-    .configureOutput({
-      writeOut: output.stdout,
-      writeErr: output.stderr,
-      outputError: (text, write) => write(`embed-image: ${text.trim().replace(/^error: /, '')} (see "embed-image embed --help")\n`),
-    })
+    .configureOutput(commandOutput(output, 'embed-image embed --help'))
     .description('embed images (the default command): files, folders, glob patterns or URLs to JSON, JSONL or .npy vectors')
     .usage('[options] <inputs...>')
     .argument('<inputs...>', 'image files, folders, quoted glob patterns or http(s) URLs');

@@ -5,6 +5,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 import type { CliOutput } from './cli.js';
+import { commandOutput } from './cli-usage.js';
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_IDLE_TIMEOUT_MS,
@@ -148,11 +149,7 @@ export function registerModelsCommand(program: Command, output: CliOutput, setSt
     command
       .exitOverride()
       .helpOption('-h, --help', 'print this help and exit')
-      .configureOutput({
-        writeOut: output.stdout,
-        writeErr: output.stderr,
-        outputError: (text, write) => write(`embed-image: ${text.trim().replace(/^error: /, '')} (see "${usage} --help")\n`),
-      });
+      .configureOutput(commandOutput(output, `${usage} --help`));
 
   const models = configure(program.command('models'), 'embed-image models')
     .description('list the known models, download them into the cache and print their local paths')

@@ -12,6 +12,7 @@ import { EmbedImageError } from './errors.js';
 import { writeNpy } from './npy.js';
 import type { PreprocessProfile } from './preprocess.js';
 import { describeSource } from './sources.js';
+import { commandOutput } from './cli-usage.js';
 
 /** The input size of CLIP_VIT_BASE_PATCH32_IMAGE, used when neither --size nor --model is given. */
 const DEFAULT_SIZE = { height: 224, width: 224 };
@@ -66,11 +67,7 @@ export function registerPreprocessCommand(program: Command, output: CliOutput, s
   command
     .exitOverride()
     .helpOption('-h, --help', 'print this help and exit')
-    .configureOutput({
-      writeOut: output.stdout,
-      writeErr: output.stderr,
-      outputError: (text, write) => write(`embed-image: ${text.trim().replace(/^error: /, '')} (see "embed-image preprocess --help")\n`),
-    })
+    .configureOutput(commandOutput(output, 'embed-image preprocess --help'))
     .description("write the exact float32 input tensor [1, 3, H, W] that the embed command gives the model for one image")
     .argument('<image>', 'an image file, file:, http(s) or data: URI');
   addModelOptions(command)

@@ -21,6 +21,7 @@ import { registerModelsCommand } from './cli-models.js';
 import { registerPreprocessCommand } from './cli-preprocess.js';
 import { runCommand } from './cli-run.js';
 import { EmbedImageError, type ErrorCode } from './errors.js';
+import { commandOutput } from './cli-usage.js';
 
 export interface CliOutput {
   stdout: (text: string) => void;
@@ -128,14 +129,9 @@ function buildProgram(output: CliOutput, setStatus: (status: number) => void): C
   const configure = (command: Command): Command =>
     command
       .exitOverride()
-      .configureOutput({
-        writeOut: output.stdout,
-        writeErr: output.stderr,
-        outputError: (text, write) => {
-          const usage = command.name() === 'embed-image' ? 'embed-image --help' : `embed-image ${command.name()} --help`;
-          write(`embed-image: ${text.trim().replace(/^error: /, '')} (see "${usage}")\n`);
-        },
-      });
+      .configureOutput(
+        commandOutput(output, command.name() === 'embed-image' ? 'embed-image --help' : `embed-image ${command.name()} --help`),
+      );
 
   configure(program)
     .description('Embed images with react-native-executorch models and run ExecuTorch programs (.pte files) on Linux and macOS. Without a command, embed-image embeds its arguments: "embed-image photo.jpg".')

@@ -182,7 +182,7 @@ describe('cli help and version', () => {
   it('unknown option', async () => {
     const result = await cli('inspect', '--bogus', paths.addOne);
     expect(result.status).toBe(2);
-    expectOneLineError(result, /unknown option '--bogus' \(see "embed-image inspect --help"\)/);
+    expectOneLineError(result, /unknown option '--bogus' \(see "embed-image inspect --help"\) \(error code ERR_INVALID_ARGUMENT\)$/m);
   });
 
   it('invalid threads', async () => {
@@ -194,7 +194,7 @@ describe('cli help and version', () => {
   it('missing model argument', async () => {
     const result = await cli('run');
     expect(result.status).toBe(2);
-    expectOneLineError(result, /missing required argument 'model'/);
+    expectOneLineError(result, /missing required argument 'model'.*\(error code ERR_INVALID_ARGUMENT\)/);
   });
 });
 
