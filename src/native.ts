@@ -54,12 +54,17 @@ export interface NativeLoadOptions {
   maxMemory?: number;
 }
 
+/** One call's inputs, converted by prepareInputs() for executeBatch(); used once. */
+export type NativePreparedInputs = { readonly __brand: 'NativePreparedInputs' };
+
 export interface NativeProgram {
   methodNames(): string[];
   methodMeta(name: string): NativeMethodMeta;
   execute(method: string, inputs: NativeValue[]): Promise<NativeValue[]>;
-  /** Runs several calls together; each entry is that call's outputs or the Error it failed with. */
-  executeBatch(method: string, calls: NativeValue[][]): Promise<(NativeValue[] | Error)[]>;
+  /** Converts and copies one call's inputs now; throws ERR_INVALID_INPUT for a value it cannot take. */
+  prepareInputs(inputs: NativeValue[]): NativePreparedInputs;
+  /** Runs several prepared calls together; each entry is that call's outputs or the Error it failed with. */
+  executeBatch(method: string, calls: NativePreparedInputs[]): Promise<(NativeValue[] | Error)[]>;
   /** File format details: header, segments, sizes. */
   info(): NativeProgramInfo;
   dispose(): void;

@@ -18,6 +18,7 @@ import {
   type NativeProgram,
   type NativeProgramInfo,
   type NativeTensor,
+  type NativePreparedInputs,
   type NativeValue,
 } from './native.js';
 
@@ -60,7 +61,7 @@ export interface LoadOptions {
 
 /** A call waiting for its batch. */
 interface PendingCall {
-  inputs: NativeValue[];
+  inputs: NativePreparedInputs;
   resolve: (outputs: Value[]) => void;
   reject: (error: unknown) => void;
 }
@@ -197,13 +198,21 @@ export class Program {
         throw fromNativeError(error);
       }
     }
+    // Converted and copied now, as a call run alone would be: a caller may refill its arrays
+    // for the next call while this one waits, and a bad input fails this call only.
+    let prepared: NativePreparedInputs;
+    try {
+      prepared = handle.prepareInputs(inputs as NativeValue[]);
+    } catch (error) {
+      throw fromNativeError(error);
+    }
     let queue = this.#queues.get(method);
     if (!queue) {
       queue = { waiting: [], running: false };
       this.#queues.set(method, queue);
     }
     const outputs = new Promise<Value[]>((resolve, reject) => {
-      queue.waiting.push({ inputs: inputs as NativeValue[], resolve, reject });
+      queue.waiting.push({ inputs: prepared, resolve, reject });
     });
     if (!queue.running) void this.#runBatches(handle, method, queue);
     return outputs;
@@ -212,32 +221,32 @@ export class Program {
   /** Runs the method's waiting calls in batches of up to maxBatch until none waits. */
   async #runBatches(handle: NativeProgram, method: string, queue: MethodQueue): Promise<void> {
     queue.running = true;
-    while (queue.waiting.length > 0) {
-      const batch = queue.waiting.splice(0, this.#maxBatch);
-      let results: (NativeValue[] | Error)[];
-      try {
-        results = await handle.executeBatch(method, batch.map((call) => call.inputs));
-      } catch {
-        // The batch as a whole was refused (one call's inputs could not be converted, for
-        // example): run the calls one by one, so each gets its own result or error.
-        results = await Promise.all(
-          batch.map((call) => handle.execute(method, call.inputs).catch((error: unknown) => error as Error)),
-        );
+    try {
+      while (queue.waiting.length > 0) {
+        const batch = queue.waiting.splice(0, this.#maxBatch);
+        try {
+          const results = await handle.executeBatch(method, batch.map((call) => call.inputs));
+          batch.forEach((call, index) => {
+            const result = results[index];
+            if (result instanceof Error) call.reject(fromNativeError(result));
+            else call.resolve(result as Value[]);
+          });
+        } catch (error) {
+          // The batch failed as a whole (out of memory, for example): so does each call in it.
+          const failure = fromNativeError(error);
+          for (const call of batch) call.reject(failure);
+        }
+        // Let the callers just resolved run first: a caller that embeds in a loop makes its
+        // next call then, and it should join the next batch rather than wait for the one after.
+        await new Promise((resolve) => setImmediate(resolve));
       }
-      batch.forEach((call, index) => {
-        const result = results[index];
-        if (result instanceof Error) call.reject(fromNativeError(result));
-        else call.resolve(result as Value[]);
-      });
-      // Let the callers just resolved run first: a caller that embeds in a loop makes its next
-      // call then, and it should join the next batch rather than wait for the one after.
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-    queue.running = false;
-    this.#queues.delete(method);
-    if (this.#disposing && [...this.#queues.values()].every((other) => !other.running)) {
-      this.#disposing.dispose();
-      this.#disposing = undefined;
+    } finally {
+      queue.running = false;
+      this.#queues.delete(method);
+      if (this.#disposing && [...this.#queues.values()].every((other) => !other.running)) {
+        this.#disposing.dispose();
+        this.#disposing = undefined;
+      }
     }
   }
 

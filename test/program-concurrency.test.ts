@@ -14,6 +14,8 @@ import { clipReferenceEmbedding } from './tooling/clip-reference.js';
 import { parseClipConfig, seededClipWeights, type ClipVisionConfig } from './tooling/clip-weights.js';
 
 const modelPath = path.join(repoRoot, 'fixtures', 'models', 'clip-tiny.pte');
+// y = x + 1 on float32 [3], one portable kernel (fixtures/models/README.md).
+const addOnePath = path.join(repoRoot, 'fixtures', 'models', 'add-one.pte');
 const config = parseClipConfig(JSON.parse(readFileSync(path.join(repoRoot, 'fixtures', 'models', 'clip-tiny.config.json'), 'utf8')));
 // The fixture was written from seed 1 (fixtures/models/README.md).
 const weights = seededClipWeights(config, 1);
@@ -127,6 +129,37 @@ describe('program concurrency', () => {
     results.forEach((result, i) => {
       expect(maxAbsDifference(result, references[i % images.length]!), `call ${i}`).toBeLessThanOrEqual(1e-5);
     });
+  });
+
+  it('keeps the inputs a waiting call was given', async () => {
+    // A caller that refills one array for each call: the calls waiting for a batch must see
+    // the values of their own moment.
+    const program = await Program.load(addOnePath, { maxBatch: 8 });
+    const buffer = new Float32Array(3);
+    const pending: Promise<unknown[]>[] = [];
+    for (let i = 1; i <= 5; i++) {
+      buffer.fill(i);
+      pending.push(program.execute('forward', [{ dtype: 'float32', shape: [3], data: buffer }]));
+    }
+    const results = await Promise.all(pending);
+    program.dispose();
+    results.forEach((outputs, i) => {
+      expect(Array.from((outputs[0] as Tensor).data as Float32Array), `call ${i}`).toEqual([i + 2, i + 2, i + 2]);
+    });
+  });
+
+  it('rejects unconvertible inputs alone and keeps serving', async () => {
+    const program = await Program.load(addOnePath, { maxBatch: 8 });
+    const good = () => program.execute('forward', [{ dtype: 'float32', shape: [3], data: new Float32Array([1, 2, 3]) }]);
+    const bad: unknown[] = ['a string', {}, 10n ** 30n];
+    const calls = [good(), ...bad.map((input) => program.execute('forward', [input as number])), good()];
+    const settled = await Promise.allSettled(calls);
+    expect(settled[0]!.status).toBe('fulfilled');
+    expect(settled[settled.length - 1]!.status).toBe('fulfilled');
+    for (const index of [1, 2, 3]) await expectErrorCode(calls[index]!, 'ERR_INVALID_INPUT');
+    const [after] = await good();
+    program.dispose();
+    expect(Array.from((after as Tensor).data as Float32Array)).toEqual([2, 3, 4]);
   });
 
   it('rejects a maxBatch that is not an integer from 1 to 256', async () => {

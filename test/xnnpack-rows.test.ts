@@ -170,3 +170,134 @@ describe('rows read after a delegate', () => {
     expect(Array.from((first as Tensor).data as Float32Array)).toEqual(Array.from((second as Tensor).data as Float32Array));
   });
 });
+
+/**
+ * Programs around one delegate that computes hidden = FC(x) (+ b when `bias` is given), for
+ * the readers of `hidden` that a row limit must not cut short. `define` adds the rest of the
+ * method after the DelegateCall and returns the method's outputs.
+ */
+function buildAround(
+  rows: number,
+  n: number,
+  options: { graphDims?: number[]; hiddenSizes?: number[]; dimOrder?: number[]; bias?: 'dynamic' },
+  define: (m: ReturnType<ProgramBuilder['method']>, hidden: number, inputs: number[]) => { inputs: number[]; outputs: number[] },
+) {
+  const rng = makeRng(8300 + rows + n);
+  const weight = randomFloats(rng, n * K);
+  const graph = new XnnGraphBuilder();
+  // The delegate's dims, in memory order: [1, rows, n] unless given.
+  const graphDims = options.graphDims ?? [1, rows, n];
+  const xDims = [...graphDims.slice(0, -1), K];
+  const x = graph.input(xDims);
+  const w = graph.constant([n, K], weight);
+  let hiddenValue: number;
+  if (options.bias) {
+    const b = graph.input([1, rows, n]);
+    const product = graph.fullyConnected(x, w, -1 >>> 0, graph.intermediate(graphDims));
+    hiddenValue = graph.binary('XNNAdd', product, b, graph.output(graphDims));
+  } else {
+    hiddenValue = graph.fullyConnected(x, w, -1 >>> 0, graph.output(graphDims));
+  }
+  void hiddenValue;
+  const program = new ProgramBuilder();
+  const forward = program.method('forward');
+  const { delegateIndex } = addXnnpackDelegate(program, forward, graph);
+  const xTensor = forward.tensor({ dtype: 'float32', sizes: xDims });
+  const delegateInputs = [xTensor];
+  if (options.bias) delegateInputs.push(forward.tensor({ dtype: 'float32', sizes: [1, rows, n], dynamism: 'dynamic_bound' }));
+  const hidden = forward.tensor({ dtype: 'float32', sizes: options.hiddenSizes ?? graphDims, dimOrder: options.dimOrder });
+  forward.delegateCall(delegateIndex, [...delegateInputs, hidden]);
+  const io = define(forward, hidden, delegateInputs);
+  forward.setInputs(io.inputs).setOutputs(io.outputs);
+  return { bytes: program.build(), weight };
+}
+
+/** Float64 rows of x [rows, K] times weight [n, K]^T, as [rows][n]. */
+function products(x: Float32Array, weight: Float32Array, rows: number, n: number): number[][] {
+  return Array.from({ length: rows }, (_, r) =>
+    Array.from({ length: n }, (_, o) => {
+      let sum = 0;
+      for (let i = 0; i < K; i++) sum += x[r * K + i]! * weight[o * K + i]!;
+      return sum;
+    }),
+  );
+}
+
+const close = (actual: ArrayLike<number>, expected: number[], label: string) =>
+  expectWithin(actual, expected, (i) => 1e-5 * (1 + Math.abs(expected[i]!)), label);
+
+describe('rows a limit must keep', () => {
+  it('keeps rows that a list reads', async () => {
+    // select(hidden, 1, 0) and cat([hidden], 1): the cat reads every row through its list.
+    const rows = 6;
+    const n = 8;
+    const { bytes, weight } = buildAround(rows, n, {}, (m, hidden, inputs) => {
+      const selected = m.tensor({ dtype: 'float32', sizes: [1, n] });
+      m.kernel('aten::select_copy.int_out', [hidden, m.int(1), m.int(0), selected, selected]);
+      const joined = m.tensor({ dtype: 'float32', sizes: [1, rows, n] });
+      m.kernel('aten::cat.out', [m.tensorList([hidden]), m.int(1), joined, joined]);
+      return { inputs, outputs: [selected, joined] };
+    });
+    const x = randomFloats(makeRng(8310), rows * K);
+    const program = await Program.load(bytes);
+    const [, joined] = await program.execute('forward', [{ dtype: 'float32', shape: [1, rows, K], data: x }]);
+    program.dispose();
+    close((joined as Tensor).data as Float32Array, products(x, weight, rows, n).flat(), 'cat output');
+  });
+
+  it('follows a select index given by the caller', async () => {
+    const rows = 6;
+    const n = 8;
+    let index = 0;
+    const { bytes, weight } = buildAround(rows, n, {}, (m, hidden, inputs) => {
+      index = m.int(0);
+      const selected = m.tensor({ dtype: 'float32', sizes: [1, n] });
+      m.kernel('aten::select_copy.int_out', [hidden, m.int(1), index, selected, selected]);
+      return { inputs: [...inputs, index], outputs: [selected] };
+    });
+    const x = randomFloats(makeRng(8311), rows * K);
+    const program = await Program.load(bytes);
+    const [selected] = await program.execute('forward', [{ dtype: 'float32', shape: [1, rows, K], data: x }, 3]);
+    program.dispose();
+    close((selected as Tensor).data as Float32Array, products(x, weight, rows, n)[3]!, 'row 3');
+  });
+
+  it('reads rows in memory order for a channels-last output', async () => {
+    // hidden is logically [1, 1, H, W] but stored [1, H, W, 1]: one graph row is one element.
+    const height = 4;
+    const width = 5;
+    const layout = { graphDims: [1, height, width, 1], hiddenSizes: [1, 1, height, width], dimOrder: [0, 2, 3, 1] };
+    const { bytes, weight } = buildAround(height * width, 1, layout, (m, hidden, inputs) => {
+      const selected = m.tensor({ dtype: 'float32', sizes: [1, 1, width] });
+      m.kernel('aten::select_copy.int_out', [hidden, m.int(2), m.int(1), selected, selected]);
+      return { inputs, outputs: [selected] };
+    });
+    const x = randomFloats(makeRng(8312), height * width * K);
+    const program = await Program.load(bytes);
+    const [selected] = await program.execute('forward', [{ dtype: 'float32', shape: [1, height, width, K], data: x }]);
+    program.dispose();
+    const all = products(x, weight, height * width, 1).flat();
+    close((selected as Tensor).data as Float32Array, all.slice(width, 2 * width), 'row h = 1');
+  });
+
+  it('computes every row when an operand broadcasts at run time', async () => {
+    // b is [1, rows, n] in the graph but arrives as [1, 1, n], so it adds to every row.
+    const rows = 6;
+    const n = 8;
+    const { bytes, weight } = buildAround(rows, n, { bias: 'dynamic' }, (m, hidden, inputs) => {
+      const selected = m.tensor({ dtype: 'float32', sizes: [1, n] });
+      m.kernel('aten::select_copy.int_out', [hidden, m.int(1), m.int(2), selected, selected]);
+      return { inputs, outputs: [selected] };
+    });
+    const rng = makeRng(8313);
+    const x = randomFloats(rng, rows * K);
+    const b = randomFloats(rng, n);
+    const program = await Program.load(bytes);
+    const [selected] = await program.execute('forward', [
+      { dtype: 'float32', shape: [1, rows, K], data: x },
+      { dtype: 'float32', shape: [1, 1, n], data: b },
+    ]);
+    program.dispose();
+    close((selected as Tensor).data as Float32Array, products(x, weight, rows, n)[2]!.map((value, o) => value + b[o]!), 'row 2');
+  });
+});

@@ -686,14 +686,24 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
   float low = node.output_min, high = node.output_max;
   // Rows nothing reads are not computed (Graph::limit_rows): elementwise nodes see their
   // full-shape operands and output as [live_rows, last dim].
+  // The limit holds only while every operand has the output's shape or one element, as at
+  // load; a call with other shapes computes every row.
   Dims limited_dims;
-  if (node.live_rows > 0 && !out_dims.empty() && out_dims.back() > 0 &&
-      static_cast<int64_t>(count) / out_dims.back() > node.live_rows) {
+  bool limit = node.live_rows > 0 && !out_dims.empty() && out_dims.back() > 0 &&
+               static_cast<int64_t>(count) / out_dims.back() > node.live_rows;
+  if (limit && node.kind != NodeKind::kFullyConnected) {
+    for (size_t i = 0; i < node.inputs.size(); ++i) {
+      if (node.inputs[i] != kInvalidId && in_dims(i) != out_dims && numel(in_dims(i)) != 1) limit = false;
+    }
+  }
+  if (limit) {
     limited_dims = {node.live_rows, out_dims.back()};
     count = static_cast<size_t>(node.live_rows * out_dims.back());
   }
+  static const Dims kScalar;
   auto binary_dims = [&](size_t i) -> const Dims& {
-    return !limited_dims.empty() && in_dims(i) == out_dims ? limited_dims : in_dims(i);
+    if (limited_dims.empty()) return in_dims(i);
+    return in_dims(i) == out_dims ? limited_dims : kScalar;
   };
   const Dims& binary_out = limited_dims.empty() ? out_dims : limited_dims;
 

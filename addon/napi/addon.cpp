@@ -219,6 +219,7 @@ class ProgramWrap : public Napi::ObjectWrap<ProgramWrap> {
                                               InstanceMethod("methodMeta", &ProgramWrap::MethodMeta),
                                               InstanceMethod("info", &ProgramWrap::Info),
                                               InstanceMethod("execute", &ProgramWrap::Execute),
+                                              InstanceMethod("prepareInputs", &ProgramWrap::PrepareInputs),
                                               InstanceMethod("executeBatch", &ProgramWrap::ExecuteBatch),
                                               InstanceMethod("dispose", &ProgramWrap::Dispose),
                                           });
@@ -330,6 +331,7 @@ class ProgramWrap : public Napi::ObjectWrap<ProgramWrap> {
   }
 
   Napi::Value Execute(const Napi::CallbackInfo& info);
+  Napi::Value PrepareInputs(const Napi::CallbackInfo& info);
   Napi::Value ExecuteBatch(const Napi::CallbackInfo& info);
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
@@ -344,7 +346,7 @@ class ProgramWrap : public Napi::ObjectWrap<ProgramWrap> {
 Napi::FunctionReference* ProgramWrap::constructor = nullptr;
 
 // Runs calls of one method together (Program::execute_batch). For execute() (`single`) it
-// resolves to the one call's outputs or rejects with its error; for executeBatch() it
+// resolves to the one call's outputs or rejects with its error. For executeBatch() it
 // resolves to an array with, per call, its array of outputs or the Error it failed with.
 class ExecuteWorker : public Napi::AsyncWorker {
  public:
@@ -428,24 +430,39 @@ Napi::Value ProgramWrap::Execute(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// A call's inputs converted (and their bytes copied) when the call is made, so that a call
+// waiting for its batch keeps the values it was given and a bad input fails the call at once.
+using PreparedInputs = std::vector<IoValue>;
+
+Napi::Value ProgramWrap::PrepareInputs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) {
+    throw make_error(env, ErrorCode::kInvalidArgument, "prepareInputs(inputs: array) expected");
+  }
+  Napi::Array array = info[0].As<Napi::Array>();
+  auto inputs = std::make_unique<PreparedInputs>(array.Length());
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    if (!js_to_io(env, array.Get(i), i, (*inputs)[i])) return env.Undefined();
+  }
+  return Napi::External<PreparedInputs>::New(env, inputs.release(),
+                                             [](Napi::Env, PreparedInputs* prepared) { delete prepared; });
+}
+
 Napi::Value ProgramWrap::ExecuteBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto program = require_program(env);
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsArray()) {
-    throw make_error(env, ErrorCode::kInvalidArgument, "executeBatch(method: string, calls: array of input arrays) expected");
+    throw make_error(env, ErrorCode::kInvalidArgument, "executeBatch(method: string, calls: array of prepareInputs() results) expected");
   }
   Napi::Array calls = info[1].As<Napi::Array>();
   std::vector<std::vector<IoValue>> inputs(calls.Length());
   for (uint32_t c = 0; c < calls.Length(); ++c) {
     Napi::Value call = calls.Get(c);
-    if (!call.IsArray()) {
-      throw make_error(env, ErrorCode::kInvalidArgument, "executeBatch: call " + std::to_string(c) + " is not an array of inputs");
+    if (!call.IsExternal()) {
+      throw make_error(env, ErrorCode::kInvalidArgument, "executeBatch: call " + std::to_string(c) + " is not a prepareInputs() result");
     }
-    Napi::Array array = call.As<Napi::Array>();
-    inputs[c].resize(array.Length());
-    for (uint32_t i = 0; i < array.Length(); ++i) {
-      if (!js_to_io(env, array.Get(i), i, inputs[c][i])) return env.Undefined();
-    }
+    // Each prepared value runs once: its inputs move into the batch.
+    inputs[c] = std::move(*call.As<Napi::External<PreparedInputs>>().Data());
   }
   auto* worker = new ExecuteWorker(env, program, info[0].As<Napi::String>().Utf8Value(), std::move(inputs), false);
   Napi::Promise promise = worker->promise();

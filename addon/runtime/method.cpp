@@ -491,23 +491,35 @@ namespace {
 
 // For each delegate that one DelegateCall runs, the rows of each argument that the rest of
 // the method reads (BackendInitContext::arg_row_limits); 0 where all of it is read. An output
-// qualifies only when one later aten::select_copy.int_out reads it, along its second-to-last
-// dimension at a constant index with every dimension before that of size 1, and nothing else
-// refers to it: not another instruction, not the method's inputs or outputs. Methods with
-// jumps get no limits.
+// qualifies only when one later aten::select_copy.int_out reads it along its second-to-last
+// dimension, at a constant index, with every dimension before that of size 1. Nothing else
+// may refer to it: no other instruction, list, method input or output. Methods with jumps get
+// no limits.
 std::vector<std::vector<int64_t>> delegate_row_limits(const MethodPlan& plan, size_t delegate_count) {
   std::vector<std::vector<int64_t>> limits(delegate_count);
   const auto* chains = plan.plan->chains();
   if (plan.has_jumps || chains == nullptr) return limits;
 
   std::vector<int> references(plan.values.size(), 0);
-  std::vector<bool> moved_to(plan.values.size(), false);
+  // Values a caller or an instruction may set: method inputs and outputs, MoveCall targets.
+  std::vector<bool> settable(plan.values.size(), false);
   auto refer = [&](int32_t index) {
     if (index >= 0 && static_cast<size_t>(index) < references.size()) ++references[static_cast<size_t>(index)];
   };
   for (const auto* io : {plan.plan->inputs(), plan.plan->outputs()}) {
     if (io == nullptr) continue;
-    for (int32_t index : *io) refer(index);
+    for (int32_t index : *io) {
+      refer(index);
+      if (index >= 0 && static_cast<size_t>(index) < settable.size()) settable[static_cast<size_t>(index)] = true;
+    }
+  }
+  // A tensor inside a list (the inputs of cat, for example) is read through the list, so it
+  // counts as read twice more and never gets a limit.
+  for (const ValueTemplate& slot : plan.values) {
+    for (int32_t item : slot.item_indices) {
+      refer(item);
+      refer(item);
+    }
   }
   struct Call {
     const flatbuffers::Vector<int32_t>* args;
@@ -530,7 +542,7 @@ std::vector<std::vector<int64_t>> delegate_row_limits(const MethodPlan& plan, si
       if (const auto* move = instruction->instr_args_as_MoveCall()) {
         refer(move->move_from());
         refer(move->move_to());
-        moved_to[static_cast<size_t>(move->move_to())] = true;
+        settable[static_cast<size_t>(move->move_to())] = true;
       }
       if (const auto* free = instruction->instr_args_as_FreeCall()) refer(free->value_index());
       if (args != nullptr) {
@@ -541,7 +553,7 @@ std::vector<std::vector<int64_t>> delegate_row_limits(const MethodPlan& plan, si
 
   auto constant_int = [&](int32_t index, int64_t& value) {
     const ValueTemplate& slot = plan.values[static_cast<size_t>(index)];
-    if (slot.value.tag != Tag::kInt || moved_to[static_cast<size_t>(index)]) return false;
+    if (slot.value.tag != Tag::kInt || settable[static_cast<size_t>(index)]) return false;
     value = slot.value.int_value;
     return true;
   };
@@ -555,6 +567,9 @@ std::vector<std::vector<int64_t>> delegate_row_limits(const MethodPlan& plan, si
       if (slot.tensor_index < 0 || references[static_cast<size_t>(value)] != 2) continue;
       const Tensor& tensor = plan.tensors[static_cast<size_t>(slot.tensor_index)].tensor;
       if (tensor.dynamism != ShapeDynamism::kStatic || tensor.sizes.size() < 2) continue;
+      // The delegate reads the tensor in memory order, so its rows are the tensor's rows only in
+      // the default (contiguous) order.
+      if (!tensor.has_default_dim_order()) continue;
       // The other reference: a later select_copy in the same chain that reads it first.
       for (uoffset_t pc = call.pc + 1; pc < call.instructions->size(); ++pc) {
         const auto* kernel = call.instructions->Get(pc)->instr_args_as_KernelCall();
