@@ -296,8 +296,12 @@ void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const
             float* c = block.c + group;
             run_rows<kRows>(block.rows, depth, block.a + first_k, block.lda, slice + group * depth, depth * kLanes,
                             first_k == 0, bias ? bias + group : nullptr, c, block.ldc, count);
-            if (last_slice && activation.kind != Activation::Kind::kNone) {
-              for (int r = 0; r < block.rows; ++r) apply_activation(activation, c + r * block.ldc, count);
+          }
+          // The block's rows of this column slice are final: apply the activation while they
+          // are in cache, a whole slice row at a time (long loops vectorize better).
+          if (last_slice && activation.kind != Activation::Kind::kNone) {
+            for (int r = 0; r < block.rows; ++r) {
+              apply_activation(activation, block.c + r * block.ldc + first_n, static_cast<size_t>(last_n - first_n));
             }
           }
         }
