@@ -60,7 +60,6 @@ export type NativePreparedInputs = { readonly __brand: 'NativePreparedInputs' };
 export interface NativeProgram {
   methodNames(): string[];
   methodMeta(name: string): NativeMethodMeta;
-  execute(method: string, inputs: NativeValue[]): Promise<NativeValue[]>;
   /** Converts and copies one call's inputs now; throws ERR_INVALID_INPUT for a value it cannot take. */
   prepareInputs(inputs: NativeValue[]): NativePreparedInputs;
   /** Runs several prepared calls together; each entry is that call's outputs or the Error it failed with. */

@@ -191,20 +191,23 @@ export class Program {
       if (isTensor(input)) checkTensor(input, `method '${method}': input ${index}`);
     });
     const handle = this.#handle();
-    if (this.#maxBatch === 1) {
-      try {
-        return (await handle.execute(method, inputs as NativeValue[])) as Value[];
-      } catch (error) {
-        throw fromNativeError(error);
-      }
-    }
-    // Converted and copied now, as a call run alone would be: a caller may refill its arrays
-    // for the next call while this one waits, and a bad input fails this call only.
+    // Converted and copied now: a caller may refill its arrays for the next call while this
+    // one waits, and a bad input fails this call only.
     let prepared: NativePreparedInputs;
     try {
       prepared = handle.prepareInputs(inputs as NativeValue[]);
     } catch (error) {
       throw fromNativeError(error);
+    }
+    if (this.#maxBatch === 1) {
+      let result: NativeValue[] | Error;
+      try {
+        [result] = (await handle.executeBatch(method, [prepared])) as [NativeValue[] | Error];
+      } catch (error) {
+        throw fromNativeError(error);
+      }
+      if (result instanceof Error) throw fromNativeError(result);
+      return result as Value[];
     }
     let queue = this.#queues.get(method);
     if (!queue) {

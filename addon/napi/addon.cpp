@@ -218,7 +218,6 @@ class ProgramWrap : public Napi::ObjectWrap<ProgramWrap> {
                                               InstanceMethod("methodNames", &ProgramWrap::MethodNames),
                                               InstanceMethod("methodMeta", &ProgramWrap::MethodMeta),
                                               InstanceMethod("info", &ProgramWrap::Info),
-                                              InstanceMethod("execute", &ProgramWrap::Execute),
                                               InstanceMethod("prepareInputs", &ProgramWrap::PrepareInputs),
                                               InstanceMethod("executeBatch", &ProgramWrap::ExecuteBatch),
                                               InstanceMethod("dispose", &ProgramWrap::Dispose),
@@ -330,7 +329,6 @@ class ProgramWrap : public Napi::ObjectWrap<ProgramWrap> {
     return object;
   }
 
-  Napi::Value Execute(const Napi::CallbackInfo& info);
   Napi::Value PrepareInputs(const Napi::CallbackInfo& info);
   Napi::Value ExecuteBatch(const Napi::CallbackInfo& info);
 
@@ -345,19 +343,17 @@ class ProgramWrap : public Napi::ObjectWrap<ProgramWrap> {
 
 Napi::FunctionReference* ProgramWrap::constructor = nullptr;
 
-// Runs calls of one method together (Program::execute_batch). For execute() (`single`) it
-// resolves to the one call's outputs or rejects with its error. For executeBatch() it
-// resolves to an array with, per call, its array of outputs or the Error it failed with.
+// Runs calls of one method together (Program::execute_batch). Resolves to an array with, per
+// call, its array of outputs or the Error it failed with.
 class ExecuteWorker : public Napi::AsyncWorker {
  public:
   ExecuteWorker(Napi::Env env, std::shared_ptr<ei::Program> program, std::string method,
-                std::vector<std::vector<IoValue>> inputs, bool single)
+                std::vector<std::vector<IoValue>> inputs)
       : Napi::AsyncWorker(env),
         deferred_(Napi::Promise::Deferred::New(env)),
         program_(std::move(program)),
         method_(std::move(method)),
-        inputs_(std::move(inputs)),
-        single_(single) {}
+        inputs_(std::move(inputs)) {}
 
   Napi::Promise promise() { return deferred_.Promise(); }
 
@@ -386,14 +382,6 @@ class ExecuteWorker : public Napi::AsyncWorker {
       for (size_t j = 0; j < outputs.size(); ++j) array.Set(static_cast<uint32_t>(j), io_to_js(env, outputs[j]));
       return array;
     };
-    if (single_) {
-      if (results_.front().ok()) {
-        deferred_.Resolve(to_js(results_.front()));
-      } else {
-        deferred_.Reject(to_js(results_.front()));
-      }
-      return;
-    }
     Napi::Array results = Napi::Array::New(env, results_.size());
     for (size_t i = 0; i < results_.size(); ++i) results.Set(static_cast<uint32_t>(i), to_js(results_[i]));
     deferred_.Resolve(results);
@@ -406,29 +394,9 @@ class ExecuteWorker : public Napi::AsyncWorker {
   std::shared_ptr<ei::Program> program_;
   std::string method_;
   std::vector<std::vector<IoValue>> inputs_;
-  bool single_;
   std::vector<ei::Result<std::vector<IoValue>>> results_;
   Status failure_;
 };
-
-Napi::Value ProgramWrap::Execute(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto program = require_program(env);
-  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsArray()) {
-    throw make_error(env, ErrorCode::kInvalidArgument, "execute(method: string, inputs: array) expected");
-  }
-  Napi::Array array = info[1].As<Napi::Array>();
-  std::vector<IoValue> inputs(array.Length());
-  for (uint32_t i = 0; i < array.Length(); ++i) {
-    if (!js_to_io(env, array.Get(i), i, inputs[i])) return env.Undefined();
-  }
-  std::vector<std::vector<IoValue>> calls;
-  calls.push_back(std::move(inputs));
-  auto* worker = new ExecuteWorker(env, program, info[0].As<Napi::String>().Utf8Value(), std::move(calls), true);
-  Napi::Promise promise = worker->promise();
-  worker->Queue();
-  return promise;
-}
 
 // A call's inputs converted (and their bytes copied) when the call is made, so that a call
 // waiting for its batch keeps the values it was given and a bad input fails the call at once.
@@ -464,7 +432,7 @@ Napi::Value ProgramWrap::ExecuteBatch(const Napi::CallbackInfo& info) {
     // Each prepared value runs once: its inputs move into the batch.
     inputs[c] = std::move(*call.As<Napi::External<PreparedInputs>>().Data());
   }
-  auto* worker = new ExecuteWorker(env, program, info[0].As<Napi::String>().Utf8Value(), std::move(inputs), false);
+  auto* worker = new ExecuteWorker(env, program, info[0].As<Napi::String>().Utf8Value(), std::move(inputs));
   Napi::Promise promise = worker->promise();
   worker->Queue();
   return promise;
