@@ -120,12 +120,14 @@ describe('FullyConnected', () => {
     const n = 70;
     const weight = randomFloats(rng, n * k);
     const bias = randomFloats(rng, n);
+
     const graph = new XnnGraphBuilder();
     const x = graph.input([1, 30, k]);
     const w = graph.constant([n, k], weight);
     const b = graph.constant([n], bias);
     const y = graph.output([1, 30, n]);
     graph.fullyConnected(x, w, b, y, 0, { outputMinMax: { min: -2, max: 2 } });
+
     const program = await Program.load(buildGraphProgram(graph, { dynamism: 'dynamic_bound' }), { threads: 2, maxBatch: 8 });
     const rows = [30, 1, 17, 30, 5, 29, 2, 13, 30];
     const inputs = rows.map((m) => randomFloats(rng, m * k));
@@ -133,6 +135,7 @@ describe('FullyConnected', () => {
       inputs.map((data, i) => program.execute('forward', [{ dtype: 'float32', shape: [1, rows[i]!, k], data }])),
     );
     program.dispose();
+
     outputs.forEach((output, call) => {
       const m = rows[call]!;
       const input = inputs[call]!;

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { Program, type Tensor } from '../src/program.js';
 import { Accumulator, expectWithin, makeRng, randomFloats } from './xnnpack-harness.js';
 import { ProgramBuilder } from './tooling/pte-writer.js';
-import { XnnGraphBuilder, addXnnpackDelegate } from './tooling/xnnpack-writer.js';
+import { XNN_INVALID_VALUE_ID, XnnGraphBuilder, addXnnpackDelegate } from './tooling/xnnpack-writer.js';
 
 interface Spec {
   /** Leading dims of the hidden state; the select reads dimension `dims.length - 2`. */
@@ -190,15 +190,13 @@ function buildAround(
   const xDims = [...graphDims.slice(0, -1), K];
   const x = graph.input(xDims);
   const w = graph.constant([n, K], weight);
-  let hiddenValue: number;
   if (options.bias) {
     const b = graph.input([1, rows, n]);
-    const product = graph.fullyConnected(x, w, -1 >>> 0, graph.intermediate(graphDims));
-    hiddenValue = graph.binary('XNNAdd', product, b, graph.output(graphDims));
+    const product = graph.fullyConnected(x, w, XNN_INVALID_VALUE_ID, graph.intermediate(graphDims));
+    graph.binary('XNNAdd', product, b, graph.output(graphDims));
   } else {
-    hiddenValue = graph.fullyConnected(x, w, -1 >>> 0, graph.output(graphDims));
+    graph.fullyConnected(x, w, XNN_INVALID_VALUE_ID, graph.output(graphDims));
   }
-  void hiddenValue;
   const program = new ProgramBuilder();
   const forward = program.method('forward');
   const { delegateIndex } = addXnnpackDelegate(program, forward, graph);

@@ -77,9 +77,9 @@ constexpr int kLanes = static_cast<int>(sizeof(Vector) / sizeof(float));
 constexpr float kChainStart[6] = {1.0f, 1.1f, 1.2f, 1.3f, 0.999999f, 1e-6f};
 
 // Blocking, after the structure of onnxruntime's MLAS SGEMM (1.31) for packed weights:
-// products run in slices of up to kSliceK inner indices by up to kSliceN output columns. For
-// one slice, the kernel walks the slice's column groups for each row block, so a row block's
-// activation values are reused from cache, and the slice's weights (768 x 256 floats, 768 KiB)
+// products run in slices of up to kSliceK inner indices by up to kSliceN output columns.
+// Within a slice, the kernel walks the column groups for one row block at a time, so that
+// block's activation values come from cache. The slice's weights (768 x 256 floats, 768 KiB)
 // stay in the L2 cache while the row blocks walk them. Measured on a 2-core Xeon (AVX-512)
 // with the ViT-B/32 layer shapes and weights far larger than the caches: for one image on
 // 2 threads the products took 38 ms, against 41-42 ms with the earlier order (one 32-column
@@ -90,7 +90,7 @@ constexpr int64_t kSliceK = 768;
 constexpr int64_t kSliceN = 16 * kLanes;
 // Column slices per thread to aim for when n is small, so threads finish together.
 constexpr int64_t kSlicesPerThread = 4;
-// The kernel asks for weights this many bytes ahead (16 inner indices) into the L1 cache.
+// The kernel prefetches weights this many bytes ahead (16 inner indices) into the L1 cache.
 constexpr int kPrefetchBytes = 1024;
 
 // Adds a[rows, k] * w[k, 2 * kLanes] to a rows x (2 * kLanes) block of c, in order of k. The
@@ -210,7 +210,7 @@ bool pack_weights(ThreadPool* pool, const float* w, int64_t n, int64_t k, bool w
     std::memcpy(packed.bias.get(), bias, static_cast<size_t>(n) * sizeof(float));
   }
   // Slice s (inner indices from s * kSliceK, `depth` of them) starts at s * kSliceK * columns
-  // and holds columns / kLanes panels of [depth][kLanes] floats (zeros past n).
+  // and contains columns / kLanes panels of [depth][kLanes] floats (zeros past n).
   float* out = packed.data.get();
   int64_t slices = (k + kSliceK - 1) / kSliceK;
   int64_t panels = columns / kLanes;
@@ -270,11 +270,10 @@ void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const
   }
   if (blocks.empty()) return;
 
-  // Work items are column slices; each thread computes whole slices, all rows and all of k.
-  // Slices narrow for small n so that every thread gets several.
-  // Kernel blocks of columns, dealt into a multiple of the thread count of slices (at most
-  // kSliceN wide, at least kSlicesPerThread per thread while blocks last), so the threads
-  // get equal shares: 2304 columns on 2 threads are 10 slices of 7 or 8 blocks, not 9 of 8.
+  // Work items are column slices: each thread computes whole slices, all rows and all of k.
+  // The kernel blocks of columns are dealt into a number of slices that is a multiple of the
+  // thread count, each at most kSliceN wide, with at least kSlicesPerThread per thread while
+  // blocks last. So 2304 columns on 2 threads make 10 slices of 7 or 8 blocks, not 9 of 8.
   int64_t block_columns = 2 * kLanes;
   int64_t column_blocks = (n + block_columns - 1) / block_columns;
   int64_t threads = pool ? pool->size() : 1;

@@ -601,11 +601,11 @@ void Graph::fuse_nodes() {
     changed = true;
   }
   if (!changed) return;
-  std::vector<Node> kept;
+  std::vector<Node> remaining;
   for (uint32_t n = 0; n < nodes_.size(); ++n) {
-    if (!removed[n]) kept.push_back(std::move(nodes_[n]));
+    if (!removed[n]) remaining.push_back(std::move(nodes_[n]));
   }
-  nodes_ = std::move(kept);
+  nodes_ = std::move(remaining);
   compute_lifetimes();
 }
 

@@ -110,10 +110,10 @@ class Graph final : public DelegateHandle {
   void fuse_nodes();
   // Recomputes each value's first and last use after nodes changed.
   void compute_lifetimes();
-  // Marks the nodes whose outputs are read only in part: an external output with a row limit
-  // (BackendInitContext::arg_row_limits) needs only those rows of the row-wise nodes before
-  // it (FullyConnected, elementwise nodes over operands of its shape), back to the first
-  // node that mixes rows.
+  // Marks the nodes whose outputs are read only in part. An external output with a row limit
+  // (BackendInitContext::arg_row_limits) needs only those rows from the row-wise nodes before
+  // it: FullyConnected, and elementwise nodes over operands of its shape. The walk back stops
+  // at the first node that mixes rows.
   void limit_rows(std::span<const int64_t> arg_row_limits);
   // Packs the constant weights of FullyConnected and Conv2d nodes for packed_linear().
   void pack_constant_weights(const BackendInitContext& context);

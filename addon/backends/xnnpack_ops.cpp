@@ -685,9 +685,9 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
   size_t count = static_cast<size_t>(numel(out_dims));
   float low = node.output_min, high = node.output_max;
   // Rows nothing reads are not computed (Graph::limit_rows): elementwise nodes see their
-  // full-shape operands and output as [live_rows, last dim].
-  // The limit holds only while every operand has the output's shape or one element, as at
-  // load; a call with other shapes computes every row.
+  // full-shape operands and output as [live_rows, last dim]. The limit holds only while every
+  // operand has the output's shape or one element, as at load. A call with other shapes
+  // computes every row.
   Dims limited_dims;
   bool limit = node.live_rows > 0 && !out_dims.empty() && out_dims.back() > 0 &&
                static_cast<int64_t>(count) / out_dims.back() > node.live_rows;

@@ -39,10 +39,10 @@ struct BackendInitContext {
   // Tells the program that the backend copied these file bytes (packed weights, for example)
   // and will not read them again, so a memory-mapped file's pages can leave memory.
   std::function<void(const void* data, size_t size)> release_constant;
-  // Per DelegateCall argument: when positive, the program reads only this many leading rows
-  // of that output (rows: the tensor seen as [numel / last dim, last dim]), as when the only
-  // reader is a select of token 0 after a transformer's last layer. The backend may leave
-  // the other rows unwritten. Empty or 0: every element is read.
+  // Row limits, one per DelegateCall argument. A positive limit means the program reads only
+  // that many leading rows of the output, the tensor seen as [numel / last dim, last dim].
+  // That happens when the only reader is a select of token 0 after a transformer's last
+  // layer. The backend may leave the other rows unwritten. Empty or 0: every element is read.
   std::span<const int64_t> arg_row_limits;
 };
 

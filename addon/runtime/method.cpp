@@ -900,7 +900,8 @@ void Program::run(MethodPlan& plan, std::span<Call> calls) {
     if (!call.status.ok()) continue;
     Status status = [&]() -> Status {
       if (call.inputs->size() != input_count) {
-        return error(ErrorCode::kInvalidInput, "expected ", input_count, " inputs, got ", call.inputs->size());
+        return error(ErrorCode::kInvalidInput, "expected ", input_count, input_count == 1 ? " input" : " inputs", ", got ",
+                     call.inputs->size());
       }
       reset_move_destinations(plan, *call.instance);
       for (size_t i = 0; i < input_count; ++i) {
