@@ -45,6 +45,41 @@ describe('native_layer_norm.out', () => {
   });
 });
 
+describe('native_layer_norm.out without weight or bias', () => {
+  // Each combination has its own loop in the kernel; 13 values leave a partial vector.
+  for (const [withWeight, withBias] of [[true, false], [false, true], [false, false]] as const) {
+    it(`${withWeight ? 'weight' : 'no weight'}, ${withBias ? 'bias' : 'no bias'}`, async () => {
+      const rows = 4;
+      const width = 13;
+      const input = toFloat32(sampleValues(rows * width, 31, 2));
+      const weight = toFloat32(sampleValues(width, 32));
+      const bias = toFloat32(sampleValues(width, 33));
+      const eps = 1e-5;
+      const outputs = await runProgram(
+        (m) => {
+          const x = m.tensor({ dtype: 'float32', sizes: [rows, width] });
+          const w = withWeight ? m.tensor({ dtype: 'float32', sizes: [width], constant: weight }) : m.none();
+          const b = withBias ? m.tensor({ dtype: 'float32', sizes: [width], constant: bias }) : m.none();
+          const out = m.tensor({ dtype: 'float32', sizes: [rows, width] });
+          const mean = m.tensor({ dtype: 'float32', sizes: [rows, 1] });
+          const rstd = m.tensor({ dtype: 'float32', sizes: [rows, 1] });
+          m.kernel('aten::native_layer_norm.out', [x, m.ints([width]), w, b, m.double(eps), out, mean, rstd, out, mean, rstd]);
+          m.setInputs([x]).setOutputs([out]);
+        },
+        [makeTensor('float32', [rows, width], input)],
+      );
+      const expected: number[] = [];
+      for (let r = 0; r < rows; r++) {
+        const row = input.slice(r * width, (r + 1) * width);
+        const mu = row.reduce((s, v) => s + v, 0) / width;
+        const rs = 1 / Math.sqrt(row.reduce((s, v) => s + (v - mu) ** 2, 0) / width + eps);
+        row.forEach((v, i) => expected.push((v - mu) * rs * (withWeight ? weight[i]! : 1) + (withBias ? bias[i]! : 0)));
+      }
+      expectTensor(outputs[0], 'float32', [rows, width], expected, { rtol: 1e-5, atol: 1e-5 }, 'out');
+    });
+  }
+});
+
 describe('_softmax.out', () => {
   it('normalizes along the last dim', async () => {
     const input = toFloat32(sampleValues(12, 21, 40));
