@@ -116,13 +116,25 @@ void micro_kernel(int64_t k, const float* a, int64_t lda, const float* low, int6
     }
   }
   const float* high = low + panel_stride;
+  // Row r of a is read as rows[r / 3] + (r % 3) * lda, an address of the form base + index *
+  // scale. One pointer per row would need more than the 16 general registers with 13 rows,
+  // and the compiler spilled three of them, one extra load each per step. Measured alone,
+  // products of 400 x 768 x 3072 ran about 2 % faster this way.
+  constexpr int kBases = (Rows + 2) / 3;
+  const float* rows[kBases];
+  for (int i = 0; i < kBases; ++i) rows[i] = a + 3 * i * lda;
   for (int64_t p = 0; p < k; ++p) {
     _mm_prefetch(reinterpret_cast<const char*>(low + p * kLanes) + kPrefetchBytes, _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(high + p * kLanes) + kPrefetchBytes, _MM_HINT_T0);
     Vector w_low = vload(low + p * kLanes);
     Vector w_high = vload(high + p * kLanes);
+#if defined(__clang__)
+#pragma unroll
+#else
+#pragma GCC unroll 16
+#endif
     for (int r = 0; r < Rows; ++r) {
-      Vector x = vbroadcast(a + r * lda + p);
+      Vector x = vbroadcast(rows[r / 3] + (r % 3) * lda + p);
       sum_low[r] = vfma(x, w_low, sum_low[r]);
       sum_high[r] = vfma(x, w_high, sum_high[r]);
     }
