@@ -17,6 +17,11 @@ describe('StaticTranspose', () => {
     [[2, 3, 5, 7], [3, 2, 1, 0]],
     [[2, 1, 3, 1, 2, 3], [5, 4, 3, 2, 1, 0]],
     [[31], [0]],
+    // Copied in tiles of 16 x 16 (partial at the edges): NCHW to NHWC, whose height and width
+    // merge into one dimension, and a swap of the last two dims as for an attention key.
+    [[1, 3, 37, 41], [0, 2, 3, 1]],
+    [[2, 19, 3, 33], [0, 1, 3, 2]],
+    [[5, 17, 18], [0, 2, 1]],
   ];
   cases.forEach(([dims, perm], index) => {
     it(`${JSON.stringify(dims)} by ${JSON.stringify(perm)}`, async () => {

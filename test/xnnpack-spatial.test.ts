@@ -5,7 +5,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { expectAllClose } from './helpers.js';
-import { Accumulator, FLOAT32_U, expectShape, expectWithin, makeRng, product, randomFloats, runGraph } from './xnnpack-harness.js';
+import { Program, type Tensor } from '../src/program.js';
+import { Accumulator, FLOAT32_U, buildGraphProgram, expectShape, expectWithin, makeRng, product, randomFloats, runGraph } from './xnnpack-harness.js';
 import { XNN_INVALID_VALUE_ID, XnnGraphBuilder, type ConvParams, type NodeOptions, type PoolingParams } from './tooling/xnnpack-writer.js';
 
 interface ConvCase {
@@ -26,8 +27,12 @@ function clampWith(options: NodeOptions | undefined): (value: number) => number 
   return (value) => Math.min(Math.max(value, low), high);
 }
 
-/** Runs Conv2d (or DepthwiseConv2d when `depthwise`) and compares with a direct float64 convolution. */
-async function checkConvolution(spec: ConvCase, seed: number, depthwise: boolean, options?: NodeOptions): Promise<void> {
+/**
+ * Runs Conv2d (or DepthwiseConv2d when `depthwise`) and compares with a direct float64
+ * convolution. With `calls` > 1 that many calls with different inputs run at once, so that the
+ * program batches them (one product over every call's im2col rows).
+ */
+async function checkConvolution(spec: ConvCase, seed: number, depthwise: boolean, options?: NodeOptions, calls = 1): Promise<void> {
   const [n, h, w, c] = spec.input;
   const p = spec.params;
   const groups = depthwise ? c : (p.groups ?? 1);
@@ -41,7 +46,7 @@ async function checkConvolution(spec: ConvCase, seed: number, depthwise: boolean
   const oc = spec.outChannels;
 
   const rng = makeRng(seed);
-  const input = randomFloats(rng, n * h * w * c);
+  const inputs = Array.from({ length: calls }, () => randomFloats(rng, n * h * w * c));
   const filterDims = depthwise ? [1, kh, kw, oc] : [oc, kh, kw, groupIn];
   const filter = randomFloats(rng, product(filterDims));
   const bias = randomFloats(rng, oc);
@@ -55,34 +60,47 @@ async function checkConvolution(spec: ConvCase, seed: number, depthwise: boolean
   const outDims = [n, oh, ow, oc];
   const y = graph.output(outDims);
   graph.conv(depthwise ? 'XNNDepthwiseConv2d' : 'XNNConv2d', { ...p, groups, groupInputChannels: groupIn, groupOutputChannels: groupOut }, x, f, b, y, options);
-  const [output] = await runGraph(graph, [input]);
-
-  const sums = new Accumulator(n * oh * ow * oc);
-  for (let bi = 0; bi < n; bi++) {
-    for (let oy = 0; oy < oh; oy++) {
-      for (let ox = 0; ox < ow; ox++) {
-        for (let o = 0; o < oc; o++) {
-          const target = ((bi * oh + oy) * ow + ox) * oc + o;
-          if (spec.bias !== false) sums.add(target, bias[o]!);
-          const g = Math.floor(o / groupOut);
-          for (let ky = 0; ky < kh; ky++) {
-            const iy = oy * sh + ky * dh - pt;
-            if (iy < 0 || iy >= h) continue;
-            for (let kx = 0; kx < kw; kx++) {
-              const ix = ox * sw + kx * dw - pl;
-              if (ix < 0 || ix >= w) continue;
-              for (let i = 0; i < groupIn; i++) {
-                sums.add(target, input[((bi * h + iy) * w + ix) * c + g * groupIn + i]! * weight(o, ky, kx, i));
+  let outputs: Tensor[];
+  if (calls === 1) {
+    outputs = await runGraph(graph, inputs);
+  } else {
+    const program = await Program.load(buildGraphProgram(graph), { threads: 2, maxBatch: calls });
+    try {
+      const results = await Promise.all(inputs.map((data) => program.execute('forward', [{ dtype: 'float32', shape: spec.input, data }])));
+      outputs = results.map(([output]) => output as Tensor);
+    } finally {
+      program.dispose();
+    }
+  }
+  const checkOutput = (input: Float32Array, output: Tensor | undefined): void => {
+    const sums = new Accumulator(n * oh * ow * oc);
+    for (let bi = 0; bi < n; bi++) {
+      for (let oy = 0; oy < oh; oy++) {
+        for (let ox = 0; ox < ow; ox++) {
+          for (let o = 0; o < oc; o++) {
+            const target = ((bi * oh + oy) * ow + ox) * oc + o;
+            if (spec.bias !== false) sums.add(target, bias[o]!);
+            const g = Math.floor(o / groupOut);
+            for (let ky = 0; ky < kh; ky++) {
+              const iy = oy * sh + ky * dh - pt;
+              if (iy < 0 || iy >= h) continue;
+              for (let kx = 0; kx < kw; kx++) {
+                const ix = ox * sw + kx * dw - pl;
+                if (ix < 0 || ix >= w) continue;
+                for (let i = 0; i < groupIn; i++) {
+                  sums.add(target, input[((bi * h + iy) * w + ix) * c + g * groupIn + i]! * weight(o, ky, kx, i));
+                }
               }
             }
           }
         }
       }
     }
-  }
-  const clamp = clampWith(options);
-  expectShape(output, outDims);
-  expectWithin(output!.data as Float32Array, sums.values.map(clamp), sums.bound(kh * kw * groupIn + 1), 'convolution output');
+    const clamp = clampWith(options);
+    expectShape(output, outDims);
+    expectWithin(output!.data as Float32Array, sums.values.map(clamp), sums.bound(kh * kw * groupIn + 1), 'convolution output');
+  };
+  inputs.forEach((input, call) => checkOutput(input, outputs[call]));
 }
 
 describe('Conv2d', () => {
@@ -112,6 +130,11 @@ describe('Conv2d', () => {
 
   it('clamps with output_min_max', async () => {
     await checkConvolution({ name: '', input: [1, 5, 5, 3], outChannels: 4, params: { kernelHeight: 3, kernelWidth: 3 } }, 2050, false, { outputMinMax: { min: 0, max: 0.5 } });
+  });
+
+  it('batches concurrent calls of two images each, with a clamp', async () => {
+    const spec: ConvCase = { name: '', input: [2, 9, 8, 3], outChannels: 37, params: { kernelHeight: 3, kernelWidth: 2, subsamplingHeight: 2, paddingTop: 1 } };
+    await checkConvolution(spec, 2051, false, { outputMinMax: { min: -0.5, max: 0.75 } }, 3);
   });
 });
 

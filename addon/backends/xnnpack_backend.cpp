@@ -538,6 +538,7 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
   self.max_workspace_bytes_ = context.max_workspace_bytes;
   self.fuse_nodes();
   self.limit_rows(context.arg_row_limits);
+  self.elide_layout_nodes();
   self.pack_constant_weights(context);
   self.plan_at_load();
   return result;
@@ -686,6 +687,63 @@ void Graph::compute_lifetimes() {
       values_[output].first_use = static_cast<int32_t>(n);
       values_[output].last_use = std::max(values_[output].last_use, static_cast<int32_t>(n));
     }
+  }
+}
+
+void Graph::elide_layout_nodes() {
+  std::vector<std::vector<uint32_t>> readers(values_.size());
+  for (uint32_t n = 0; n < nodes_.size(); ++n) {
+    for (uint32_t input : nodes_[n].inputs) {
+      if (input != kInvalidId) readers[input].push_back(n);
+    }
+  }
+  // A value handed from one node to the next alone: no other node and not the caller reads it.
+  auto handed_on = [&](uint32_t value) {
+    const Value& v = values_[value];
+    return !v.external_output && !v.external_input && v.constant == nullptr && v.first_use >= 0 &&
+           readers[value].size() == 1;
+  };
+  auto layout_node = [&](const Node& node) {
+    return (node.kind == NodeKind::kStaticTranspose || node.kind == NodeKind::kStaticReshape) && node.elided_by < 0 &&
+           node.live_rows == 0 && node.inputs.size() == 1 && node.outputs.size() == 1 &&
+           node.output_min == -std::numeric_limits<float>::infinity() &&
+           node.output_max == std::numeric_limits<float>::infinity();
+  };
+  for (uint32_t b = 0; b < nodes_.size(); ++b) {
+    Node& product = nodes_[b];
+    if (product.kind != NodeKind::kBatchMatrixMultiply || product.inputs.size() != 2 || product.outputs.size() != 1) continue;
+    for (size_t i = 0; i < 2; ++i) {
+      LayoutChain chain;
+      uint32_t value = product.inputs[i];
+      while (handed_on(value) && layout_node(nodes_[static_cast<size_t>(values_[value].first_use)])) {
+        chain.nodes.insert(chain.nodes.begin(), static_cast<uint32_t>(values_[value].first_use));
+        value = nodes_[chain.nodes.front()].inputs[0];
+      }
+      if (chain.nodes.empty() || value == kInvalidId) continue;
+      chain.value = value;
+      // The far end is read when the product runs, later than the chain's first node.
+      values_[value].last_use = std::max(values_[value].last_use, static_cast<int32_t>(b));
+      for (uint32_t n : chain.nodes) nodes_[n].elided_by = static_cast<int32_t>(b);
+      product.chains[i] = std::move(chain);
+    }
+    // The output chain's far end receives the product's values unclamped.
+    if (product.output_min != -std::numeric_limits<float>::infinity() ||
+        product.output_max != std::numeric_limits<float>::infinity()) {
+      continue;
+    }
+    LayoutChain chain;
+    uint32_t value = product.outputs[0];
+    while (handed_on(value) && layout_node(nodes_[readers[value][0]])) {
+      chain.nodes.push_back(readers[value][0]);
+      value = nodes_[readers[value][0]].outputs[0];
+    }
+    if (chain.nodes.empty()) continue;
+    chain.value = value;
+    // The far end is written when the product runs, so memory planning allocates it there.
+    values_[value].allocated_at = static_cast<int32_t>(b);
+    product.early_outputs.push_back(value);
+    for (uint32_t n : chain.nodes) nodes_[n].elided_by = static_cast<int32_t>(b);
+    product.chains[2] = std::move(chain);
   }
 }
 

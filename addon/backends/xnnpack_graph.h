@@ -55,6 +55,20 @@ struct Value {
   bool external_output = false;
   int32_t first_use = -1;        // node index that produces it (-1: input or constant)
   int32_t last_use = -1;         // last node index that reads it
+  int32_t allocated_at = -1;     // when set, memory planning allocates it at this node instead
+};
+
+// StaticReshape and StaticTranspose nodes between a BatchMatrixMultiply and the value it reads
+// or writes (see Graph::elide_layout_nodes).
+struct LayoutChain {
+  uint32_t value = kInvalidId;  // the value at the far end; kInvalidId: no chain
+  std::vector<uint32_t> nodes;  // node indices, in execution order
+};
+
+// A tensor seen through a chain: element i is at sum(i_d * strides_d) of the value's memory.
+struct StridedView {
+  Dims dims;
+  Dims strides;
 };
 
 struct Node {
@@ -82,6 +96,14 @@ struct Node {
   // [numel / last dim, last dim]) are read after this node, so only those are computed.
   // 0: all of them.
   int64_t live_rows = 0;
+  // BatchMatrixMultiply only, set at load: chains through which it reads input 0 and input 1
+  // and writes its output ([2]) in place, so that the chains' nodes need not copy.
+  LayoutChain chains[3];
+  // Set at load on the nodes of such a chain: the BatchMatrixMultiply node that skips them.
+  int32_t elided_by = -1;
+  // Values that this node writes besides its outputs (the far end of an output chain), which
+  // memory planning allocates at this node.
+  std::vector<uint32_t> early_outputs;
 };
 
 // Everything a call needs besides the graph: value shapes, pointers and scratch memory.
@@ -91,6 +113,9 @@ struct CallState {
   std::shared_ptr<std::byte[]> arena;
   size_t arena_bytes = 0;
   std::vector<float> scratch;  // per-node temporary space (im2col columns, attention logits)
+  // Per node: 1 when a BatchMatrixMultiply reads and writes through its chains in this call
+  // (the chain nodes are then skipped), 0 when this call's shapes make the chains run.
+  std::vector<uint8_t> through_chains;
 };
 
 class Graph final : public DelegateHandle {
@@ -115,6 +140,14 @@ class Graph final : public DelegateHandle {
   // it: FullyConnected, and elementwise nodes over operands of its shape. The walk back stops
   // at the first node that mixes rows.
   void limit_rows(std::span<const int64_t> arg_row_limits);
+  // Finds StaticReshape and StaticTranspose nodes that only move a BatchMatrixMultiply's
+  // operands or result between layouts (attention heads split and merged), and lets the
+  // product read and write through them with strides instead of copying. Extends lifetimes
+  // so that the chains' far ends stay in memory for the product.
+  void elide_layout_nodes();
+  // This call's strided views of a BatchMatrixMultiply's operands and result; false when a
+  // chain cannot be seen as strides for these shapes.
+  bool chain_views(const Node& node, const CallState& state, StridedView views[3]) const;
   // Packs the constant weights of FullyConnected and Conv2d nodes for packed_linear().
   void pack_constant_weights(const BackendInitContext& context);
   std::unique_ptr<CallState> acquire_state() const;
@@ -128,6 +161,10 @@ class Graph final : public DelegateHandle {
   LinearShape linear_shape(const Node& node, const CallState& state) const;
   // Runs FullyConnected node `index` (packed weights) for several calls in one pass.
   void run_linear_batch(size_t index, std::span<CallState* const> states, ThreadPool* pool) const;
+  // Runs Conv2d node `index` (packed weights) for several calls: im2col per call, then one
+  // product over the rows of every call.
+  void run_conv_batch(size_t index, std::span<CallState* const> states, std::span<Status> statuses,
+                      ThreadPool* pool) const;
   Status infer_shapes(CallState& state) const;
   // Offsets of intermediate values in one arena for the given shapes; returns the arena size.
   size_t plan_intermediates(const std::vector<Dims>& dims, std::vector<size_t>& offsets) const;

@@ -175,37 +175,228 @@ void unary_map(const float* in, float* out, size_t count, Op op, ThreadPool* poo
   });
 }
 
-// Copies a strided block: out[i] = in[sum(index_d * strides_d)] over `dims`, split by rows of
-// the innermost dimension across the pool.
+StridedView contiguous_view(const Dims& dims) { return {dims, row_major_strides(dims)}; }
+
+// Sees `view` with the shape `new_dims` (same element count), as a reshape of the tensor it
+// shows would: possible when each run of dimensions that is one contiguous block in memory is
+// split into whole new dimensions. Returns false otherwise.
+bool reshape_view(StridedView& view, const Dims& new_dims) {
+  if (numel(view.dims) != numel(new_dims) || numel(new_dims) == 0) return false;
+  std::vector<std::pair<int64_t, int64_t>> old;  // (size, stride) without dimensions of size 1
+  for (size_t d = 0; d < view.dims.size(); ++d) {
+    if (view.dims[d] != 1) old.emplace_back(view.dims[d], view.strides[d]);
+  }
+  Dims strides(new_dims.size(), 1);
+  size_t n = 0;
+  for (size_t o = 0; o < old.size();) {
+    size_t end = o;
+    int64_t size = old[o].first;
+    while (end + 1 < old.size() && old[end].second == old[end + 1].first * old[end + 1].second) {
+      ++end;
+      size *= old[end].first;
+    }
+    int64_t covered = 1;
+    size_t first = n;
+    while (n < new_dims.size() && covered < size) covered *= new_dims[n++];
+    if (covered != size) return false;
+    int64_t stride = old[end].second;
+    for (size_t d = n; d-- > first;) {
+      strides[d] = stride;
+      stride *= new_dims[d];
+    }
+    o = end + 1;
+  }
+  for (; n < new_dims.size(); ++n) {
+    if (new_dims[n] != 1) return false;
+  }
+  view = {new_dims, std::move(strides)};
+  return true;
+}
+
+// The leading dimension of the last two dimensions of a view as a row-major BLAS matrix, or
+// 0 when its rows are not contiguous.
+int64_t matrix_stride(const StridedView& view) {
+  size_t rank = view.dims.size();
+  if (rank < 2) return 0;
+  int64_t rows = view.dims[rank - 2], cols = view.dims[rank - 1];
+  if (cols != 1 && view.strides[rank - 1] != 1) return 0;
+  int64_t ld = rows == 1 ? std::max<int64_t>(cols, 1) : view.strides[rank - 2];
+  return ld >= std::max<int64_t>(cols, 1) ? ld : 0;
+}
+
+// im2col for convolution group g of one NHWC image (dims `input`, output dims `out_dims`):
+// one row of [kh, kw, group_in] per output pixel, zeros where the window is padding.
+void im2col(const Node& node, const Dims& input, const Dims& out_dims, const float* image, int64_t g, float* columns,
+            ThreadPool* pool) {
+  int64_t ih = input[1], iw = input[2], channels = input[3];
+  int64_t ow = out_dims[2];
+  int64_t kh = node.kernel_h, kw = node.kernel_w, group_in = node.group_in;
+  int64_t patch = kh * kw * group_in;
+  parallel_for(pool, static_cast<size_t>(out_dims[1] * ow), 64, [&](size_t begin, size_t end) {
+    for (size_t p = begin; p < end; ++p) {
+      int64_t y = static_cast<int64_t>(p) / ow, x = static_cast<int64_t>(p) % ow;
+      float* row = columns + static_cast<int64_t>(p) * patch;
+      for (int64_t ky = 0; ky < kh; ++ky) {
+        int64_t sy = y * node.stride_h + ky * node.dilation_h - node.pad_top;
+        for (int64_t kx = 0; kx < kw; ++kx) {
+          int64_t sx = x * node.stride_w + kx * node.dilation_w - node.pad_left;
+          float* cell = row + (ky * kw + kx) * group_in;
+          if (sy < 0 || sy >= ih || sx < 0 || sx >= iw) {
+            std::fill(cell, cell + group_in, 0.0f);
+          } else {
+            std::memcpy(cell, image + (sy * iw + sx) * channels + g * group_in, static_cast<size_t>(group_in) * sizeof(float));
+          }
+        }
+      }
+    }
+  });
+}
+
+// Rows that softmax_rows() handles side by side.
+constexpr size_t kSoftmaxRows = 8;
+
+// Softmax over each of `rows` (at most kSoftmaxRows) rows of `inner` values. Each row's sum
+// is one sequential sum in order of j, as a loop over one row would add; the rows' sums run
+// side by side so that the adds of different rows overlap instead of each waiting for the
+// last. The exponentials are a loop of their own, which compilers vectorize.
+void softmax_rows(const float* x, float* y, size_t rows, int64_t inner) {
+  float max_values[kSoftmaxRows], sums[kSoftmaxRows];
+  // Adds or maxes each row's values into its own accumulator, in order of j; with a full set
+  // of rows the inner loop over rows has no dependency from one step to the next.
+  auto reduce = [&](const float* data, float* totals, auto op) {
+    if (rows == kSoftmaxRows) {
+      for (int64_t j = 0; j < inner; ++j) {
+        for (size_t r = 0; r < kSoftmaxRows; ++r) totals[r] = op(totals[r], data[static_cast<int64_t>(r) * inner + j]);
+      }
+    } else {
+      for (size_t r = 0; r < rows; ++r) {
+        for (int64_t j = 0; j < inner; ++j) totals[r] = op(totals[r], data[static_cast<int64_t>(r) * inner + j]);
+      }
+    }
+  };
+  std::fill(max_values, max_values + kSoftmaxRows, -std::numeric_limits<float>::infinity());
+  reduce(x, max_values, [](float a, float b) { return std::max(a, b); });
+  for (size_t r = 0; r < rows; ++r) {
+    const float* row = x + static_cast<int64_t>(r) * inner;
+    float* target = y + static_cast<int64_t>(r) * inner;
+    float max_value = max_values[r];
+    for (int64_t j = 0; j < inner; ++j) target[j] = exp_fast(row[j] - max_value);
+  }
+  std::fill(sums, sums + kSoftmaxRows, 0.0f);
+  reduce(y, sums, [](float a, float b) { return a + b; });
+  for (size_t r = 0; r < rows; ++r) {
+    float scale = 1.0f / sums[r];
+    float* target = y + static_cast<int64_t>(r) * inner;
+    for (int64_t j = 0; j < inner; ++j) target[j] *= scale;
+  }
+}
+
+// Copies a strided block: out[i] = in[sum(index_d * in_strides_d)] over `dims`; out is
+// row-major.
+//
+// Dimensions of size 1 are dropped, and neighbours that are contiguous in the input too are
+// merged, so an NCHW to NHWC transpose becomes a 2-D one. Rows whose last dimension is
+// contiguous in the input are copied whole. Otherwise, when another dimension q is contiguous
+// in the input, the copy runs in tiles of kTile x kTile over (q, last), so that both the reads
+// and the writes use whole cache lines; this is the case of an attention's key transpose and
+// of the input layout change before a convolution.
 void gather_strided(const float* in, const Dims& dims, const Dims& in_strides, float* out, ThreadPool* pool) {
-  size_t rank = dims.size();
-  int64_t count = numel(dims);
-  if (count == 0) return;
-  if (rank == 0) {
+  if (numel(dims) == 0) return;
+  Dims shape, strides;  // simplified, outermost first
+  for (size_t d = 0; d < dims.size(); ++d) {
+    if (dims[d] == 1) continue;
+    if (!shape.empty() && strides.back() == in_strides[d] * dims[d]) {
+      shape.back() *= dims[d];
+      strides.back() = in_strides[d];
+    } else {
+      shape.push_back(dims[d]);
+      strides.push_back(in_strides[d]);
+    }
+  }
+  if (shape.empty()) {
     out[0] = in[0];
     return;
   }
-  int64_t inner = dims[rank - 1];
-  int64_t inner_stride = in_strides[rank - 1];
-  size_t rows = static_cast<size_t>(count / inner);
-  parallel_for(pool, rows, std::max<size_t>(1, static_cast<size_t>((1 << 14) / std::max<int64_t>(inner, 1))),
-               [&](size_t begin, size_t end) {
-                 for (size_t row = begin; row < end; ++row) {
-                   // The input offset of this row: its index in the outer dimensions, unravelled.
-                   int64_t rest = static_cast<int64_t>(row);
-                   int64_t base = 0;
-                   for (size_t d = rank - 1; d-- > 0;) {
-                     base += (rest % dims[d]) * in_strides[d];
-                     rest /= dims[d];
-                   }
-                   float* target = out + static_cast<int64_t>(row) * inner;
-                   if (inner_stride == 1) {
-                     std::memcpy(target, in + base, static_cast<size_t>(inner) * sizeof(float));
-                   } else {
-                     for (int64_t j = 0; j < inner; ++j) target[j] = in[base + j * inner_stride];
-                   }
-                 }
-               });
+  size_t rank = shape.size();
+  int64_t inner = shape[rank - 1];
+  int64_t inner_stride = strides[rank - 1];
+  if (inner_stride == 1) {
+    size_t rows = static_cast<size_t>(numel(shape) / inner);
+    size_t grain = std::max<size_t>(1, static_cast<size_t>((1 << 14) / inner));
+    parallel_for(pool, rows, grain, [&](size_t begin, size_t end) {
+      // Unravel the first row's index once, then step through the rest like an odometer.
+      Dims index(rank - 1, 0);
+      int64_t rest = static_cast<int64_t>(begin);
+      int64_t base = 0;
+      for (size_t d = rank - 1; d-- > 0;) {
+        index[d] = rest % shape[d];
+        rest /= shape[d];
+        base += index[d] * strides[d];
+      }
+      for (size_t row = begin; row < end; ++row) {
+        std::memcpy(out + static_cast<int64_t>(row) * inner, in + base, static_cast<size_t>(inner) * sizeof(float));
+        for (size_t d = rank - 1; d-- > 0;) {
+          base += strides[d];
+          if (++index[d] < shape[d]) break;
+          base -= index[d] * strides[d];
+          index[d] = 0;
+        }
+      }
+    });
+    return;
+  }
+
+  int64_t q = -1;
+  for (size_t d = 0; d + 1 < rank; ++d) {
+    if (strides[d] == 1) q = static_cast<int64_t>(d);
+  }
+  if (q < 0) {
+    size_t rows = static_cast<size_t>(numel(shape) / inner);
+    parallel_for(pool, rows, std::max<size_t>(1, static_cast<size_t>((1 << 14) / inner)), [&](size_t begin, size_t end) {
+      for (size_t row = begin; row < end; ++row) {
+        int64_t base = 0, rest = static_cast<int64_t>(row);
+        for (size_t d = rank - 1; d-- > 0;) {
+          base += (rest % shape[d]) * strides[d];
+          rest /= shape[d];
+        }
+        float* target = out + static_cast<int64_t>(row) * inner;
+        for (int64_t j = 0; j < inner; ++j) target[j] = in[base + j * inner_stride];
+      }
+    });
+    return;
+  }
+
+  // Tiles over (q, last). Output strides: row-major over the simplified shape.
+  constexpr int64_t kTile = 16;
+  Dims out_strides = row_major_strides(shape);
+  int64_t q_size = shape[static_cast<size_t>(q)];
+  int64_t q_out_stride = out_strides[static_cast<size_t>(q)];
+  int64_t q_blocks = (q_size + kTile - 1) / kTile;
+  int64_t outer = numel(shape) / inner / q_size;
+  parallel_for(pool, static_cast<size_t>(outer * q_blocks), 1, [&](size_t begin, size_t end) {
+    for (size_t item = begin; item < end; ++item) {
+      int64_t o = static_cast<int64_t>(item) / q_blocks;
+      int64_t i0 = static_cast<int64_t>(item) % q_blocks * kTile;
+      int64_t i1 = std::min(q_size, i0 + kTile);
+      // The outer index o counts the dimensions other than q and the last; find its offsets.
+      int64_t in_base = 0, out_base = 0, rest = o;
+      for (size_t d = rank - 1; d-- > 0;) {
+        if (static_cast<int64_t>(d) == q) continue;
+        int64_t coordinate = rest % shape[d];
+        rest /= shape[d];
+        in_base += coordinate * strides[d];
+        out_base += coordinate * out_strides[d];
+      }
+      for (int64_t j0 = 0; j0 < inner; j0 += kTile) {
+        int64_t j1 = std::min(inner, j0 + kTile);
+        for (int64_t i = i0; i < i1; ++i) {
+          const float* source = in + in_base + i;
+          float* target = out + out_base + i * q_out_stride;
+          for (int64_t j = j0; j < j1; ++j) target[j] = source[j * inner_stride];
+        }
+      }
+    }
+  });
 }
 
 }  // namespace
@@ -445,9 +636,9 @@ size_t Graph::plan_intermediates(const std::vector<Dims>& dims, std::vector<size
   size_t arena_bytes = 0;
   for (size_t n = 0; n < nodes_.size(); ++n) {
     const Node& node = nodes_[n];
-    for (uint32_t output : node.outputs) {
+    auto allocate = [&](uint32_t output) {
       const Value& value = values_[output];
-      if (value.external_output) continue;
+      if (value.external_output) return;
       live.erase(std::remove_if(live.begin(), live.end(),
                                 [&](const Block& block) { return block.last_use < static_cast<int32_t>(n); }),
                  live.end());
@@ -457,13 +648,14 @@ size_t Graph::plan_intermediates(const std::vector<Dims>& dims, std::vector<size
       bool copies = node.kind == NodeKind::kStaticReshape || node.kind == NodeKind::kCopy ||
                     node.kind == NodeKind::kConvert;
       uint32_t input = node.inputs.empty() ? kInvalidId : node.inputs[0];
-      if (copies && input != kInvalidId && values_[input].first_use >= 0 && !values_[input].external_output &&
-          values_[input].last_use == static_cast<int32_t>(n) && numel(dims[input]) == numel(dims[output])) {
+      if (copies && value.allocated_at < 0 && input != kInvalidId && values_[input].first_use >= 0 &&
+          !values_[input].external_output && values_[input].last_use == static_cast<int32_t>(n) &&
+          numel(dims[input]) == numel(dims[output])) {
         auto block = std::find_if(live.begin(), live.end(), [&](const Block& b) { return b.offset == offsets[input]; });
         if (block != live.end()) {
           block->last_use = std::max(block->last_use, value.last_use);
           offsets[output] = offsets[input];
-          continue;
+          return;
         }
       }
       size_t bytes = (static_cast<size_t>(numel(dims[output])) * sizeof(float) + 63) / 64 * 64;
@@ -476,6 +668,11 @@ size_t Graph::plan_intermediates(const std::vector<Dims>& dims, std::vector<size
       live.push_back({offset, bytes, value.last_use});
       offsets[output] = offset;
       arena_bytes = std::max(arena_bytes, offset + bytes);
+    };
+    // Values written early (a product's output chain) are allocated where they are written.
+    for (uint32_t output : node.early_outputs) allocate(output);
+    for (uint32_t output : node.outputs) {
+      if (values_[output].allocated_at < 0) allocate(output);
     }
   }
   return arena_bytes;
@@ -595,8 +792,67 @@ Status Graph::prepare_call(CallState& state, std::span<EValue* const> args) cons
       }
     }
   }
-
+  state.through_chains.assign(nodes_.size(), 0);
+  for (size_t n = 0; n < nodes_.size(); ++n) {
+    const Node& node = nodes_[n];
+    if (node.kind != NodeKind::kBatchMatrixMultiply) continue;
+    StridedView views[3];
+    state.through_chains[n] = chain_views(node, state, views) ? 1 : 0;
+  }
   return Status::Ok();
+}
+
+bool Graph::chain_views(const Node& node, const CallState& state, StridedView views[3]) const {
+  for (size_t i = 0; i < 2; ++i) {
+    const LayoutChain& chain = node.chains[i];
+    const Dims& dims = state.dims[node.inputs[i]];
+    if (chain.value == kInvalidId) {
+      views[i] = contiguous_view(dims);
+      continue;
+    }
+    StridedView view = contiguous_view(state.dims[chain.value]);
+    for (uint32_t n : chain.nodes) {
+      const Node& step = nodes_[n];
+      if (step.kind == NodeKind::kStaticTranspose) {
+        if (step.list_a.size() != view.dims.size()) return false;
+        StridedView permuted = view;
+        for (size_t d = 0; d < view.dims.size(); ++d) {
+          permuted.dims[d] = view.dims[static_cast<size_t>(step.list_a[d])];
+          permuted.strides[d] = view.strides[static_cast<size_t>(step.list_a[d])];
+        }
+        view = std::move(permuted);
+      } else if (!reshape_view(view, state.dims[step.outputs[0]])) {
+        return false;
+      }
+    }
+    if (view.dims != dims) return false;
+    views[i] = std::move(view);
+  }
+  const LayoutChain& chain = node.chains[2];
+  if (chain.value == kInvalidId) {
+    views[2] = contiguous_view(state.dims[node.outputs[0]]);
+  } else {
+    // Walks back from the far end: each step gives the view of the step's input.
+    StridedView view = contiguous_view(state.dims[chain.value]);
+    for (size_t i = chain.nodes.size(); i-- > 0;) {
+      const Node& step = nodes_[chain.nodes[i]];
+      if (step.kind == NodeKind::kStaticTranspose) {
+        if (step.list_a.size() != view.dims.size()) return false;
+        StridedView source = view;
+        for (size_t d = 0; d < view.dims.size(); ++d) {
+          source.dims[static_cast<size_t>(step.list_a[d])] = view.dims[d];
+          source.strides[static_cast<size_t>(step.list_a[d])] = view.strides[d];
+        }
+        view = std::move(source);
+      } else if (!reshape_view(view, state.dims[step.inputs[0]])) {
+        return false;
+      }
+    }
+    if (view.dims != state.dims[node.outputs[0]]) return false;
+    views[2] = std::move(view);
+  }
+  // Operands that are not BLAS matrices are gathered when the product runs; the result must be.
+  return numel(views[2].dims) > 0 && matrix_stride(views[2]) > 0;
 }
 
 Status Graph::execute(KernelContext& context, std::span<EValue* const> args) const {
@@ -617,14 +873,21 @@ void Graph::execute_batch(ThreadPool* pool, std::span<const std::span<EValue* co
     if (statuses[i].ok()) live.push_back(i);
   }
   std::vector<CallState*> live_states;
+  std::vector<Status> conv_statuses;
   for (size_t n = 0; n < nodes_.size() && !live.empty(); ++n) {
     const Node& node = nodes_[n];
     if (live.size() == 1) {
       statuses[live.front()] = run_node(n, *states[live.front()], pool);
-    } else if (node.kind == NodeKind::kFullyConnected && node.packed >= 0) {
+    } else if (node.packed >= 0 && (node.kind == NodeKind::kFullyConnected || node.kind == NodeKind::kConv2d)) {
       live_states.clear();
       for (size_t i : live) live_states.push_back(states[i].get());
-      run_linear_batch(n, live_states, pool);
+      if (node.kind == NodeKind::kFullyConnected) {
+        run_linear_batch(n, live_states, pool);
+      } else {
+        conv_statuses.assign(live.size(), Status::Ok());
+        run_conv_batch(n, live_states, conv_statuses, pool);
+        for (size_t j = 0; j < live.size(); ++j) statuses[live[j]] = conv_statuses[j];
+      }
     } else {
       parallel_for(pool, live.size(), 1, [&](size_t begin, size_t end) {
         for (size_t j = begin; j < end; ++j) statuses[live[j]] = run_node(n, *states[live[j]], nullptr);
@@ -660,6 +923,56 @@ void Graph::run_linear_batch(size_t index, std::span<CallState* const> states, T
   });
 }
 
+void Graph::run_conv_batch(size_t index, std::span<CallState* const> states, std::span<Status> statuses,
+                           ThreadPool* pool) const {
+  const Node& node = nodes_[index];
+  int64_t patch = static_cast<int64_t>(node.kernel_h) * node.kernel_w * node.group_in;
+  // Each call's im2col rows, for all of its images, in its own scratch memory, one call per
+  // thread. A call whose rows do not fit there runs alone afterwards.
+  std::vector<uint8_t> alone(states.size(), 0);
+  parallel_for(pool, states.size(), 1, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      CallState& state = *states[i];
+      const Dims& input = state.dims[node.inputs[0]];
+      const Dims& out_dims = state.dims[node.outputs[0]];
+      int64_t pixels = out_dims[1] * out_dims[2];
+      uint64_t floats = static_cast<uint64_t>(input[0]) * static_cast<uint64_t>(pixels) * static_cast<uint64_t>(patch);
+      if (!reserve_scratch(state, floats, index, node).ok()) {
+        alone[i] = 1;
+        continue;
+      }
+      int64_t image_floats = input[1] * input[2] * input[3];
+      for (int64_t b = 0; b < input[0]; ++b) {
+        im2col(node, input, out_dims, state.data[node.inputs[0]] + b * image_floats, 0,
+               state.scratch.data() + b * pixels * patch, nullptr);
+      }
+    }
+  });
+  std::vector<RowSegment> segments;
+  for (size_t i = 0; i < states.size(); ++i) {
+    if (alone[i]) continue;
+    const CallState& state = *states[i];
+    const Dims& out_dims = state.dims[node.outputs[0]];
+    int64_t pixels = out_dims[1] * out_dims[2], channels = out_dims[3];
+    for (int64_t b = 0; b < out_dims[0]; ++b) {
+      segments.push_back({pixels, state.scratch.data() + b * pixels * patch, patch,
+                          state.data[node.outputs[0]] + b * pixels * channels, channels});
+    }
+  }
+  packed_linear(pool, segments, packed_[static_cast<size_t>(node.packed)]);
+  parallel_for(pool, states.size(), 1, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      CallState& state = *states[i];
+      if (alone[i]) {
+        statuses[i] = run_node(index, state, nullptr);
+      } else {
+        clamp_range(state.data[node.outputs[0]], static_cast<size_t>(numel(state.dims[node.outputs[0]])),
+                    node.output_min, node.output_max);
+      }
+    }
+  });
+}
+
 Status Graph::reserve_scratch(CallState& state, uint64_t floats, size_t index, const Node& node) const {
   if (floats > max_workspace_bytes_ / sizeof(float)) {
     return Status(ErrorCode::kOutOfMemory, "XNNPACK node " + std::to_string(index) + " (" + node_kind_name(node.kind) +
@@ -678,6 +991,8 @@ Status Graph::reserve_scratch(CallState& state, uint64_t floats, size_t index, c
 
 Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
   const Node& node = nodes_[index];
+  // A layout node that a product reads or writes through in this call does nothing.
+  if (node.elided_by >= 0 && state.through_chains[static_cast<size_t>(node.elided_by)]) return Status::Ok();
   auto in = [&](size_t i) { return state.data[node.inputs[i]]; };
   auto in_dims = [&](size_t i) -> const Dims& { return state.dims[node.inputs[i]]; };
   float* out = state.data[node.outputs[0]];
@@ -748,30 +1063,65 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
     }
 
     case NodeKind::kBatchMatrixMultiply: {
-      const Dims& a_dims = in_dims(0);
-      const Dims& b_dims = in_dims(1);
-      bool transposed = (node.flags & kFlagTransposeWeights) != 0;
+      // Operands and result as strided views: through the layout chains when this call uses
+      // them (Graph::elide_layout_nodes), else the values themselves.
+      StridedView views[3];
+      bool through = state.through_chains[index] != 0;
+      if (!through || !chain_views(node, state, views)) {
+        through = false;
+        views[0] = contiguous_view(in_dims(0));
+        views[1] = contiguous_view(in_dims(1));
+        views[2] = contiguous_view(out_dims);
+      }
+      auto base = [&](size_t i, uint32_t value) {
+        return through && node.chains[i].value != kInvalidId ? state.data[node.chains[i].value] : state.data[value];
+      };
+      const float* operands[2] = {base(0, node.inputs[0]), base(1, node.inputs[1])};
+      float* c = base(2, node.outputs[0]);
+      int64_t ld[3];
+      for (size_t i = 0; i < 2; ++i) {
+        // An operand whose rows are not contiguous (a key transposed for the scores) is
+        // gathered into its own value's memory: one copy instead of the chain's several.
+        // OpenBLAS ran these small products at half the speed with a transposed operand.
+        ld[i] = matrix_stride(views[i]);
+        if (ld[i] == 0) {
+          gather_strided(operands[i], views[i].dims, views[i].strides, state.data[node.inputs[i]], nullptr);
+          operands[i] = state.data[node.inputs[i]];
+          views[i] = contiguous_view(views[i].dims);
+          ld[i] = matrix_stride(views[i]);
+        }
+      }
+      ld[2] = matrix_stride(views[2]);
+      if (ld[0] == 0 || ld[1] == 0 || ld[2] == 0) return node_error(index, node, "has operands that are not matrices");
+      const Dims& a_dims = views[0].dims;
+      const Dims& c_dims = views[2].dims;
+      // With the transpose flag the second operand is [n, k].
+      bool b_transposed = (node.flags & kFlagTransposeWeights) != 0;
       int64_t m = a_dims[a_dims.size() - 2], k = a_dims.back();
-      int64_t n = out_dims.back();
-      Dims batch(out_dims.begin(), out_dims.end() - 2);
-      Dims batch_a(a_dims.begin(), a_dims.end() - 2), batch_b(b_dims.begin(), b_dims.end() - 2);
-      int64_t batches = numel(batch);
-      Dims strides_a = row_major_strides(batch_a), strides_b = row_major_strides(batch_b);
+      int64_t n = c_dims.back();
+      size_t batch_rank = c_dims.size() - 2;
+      int64_t batches = 1;
+      for (size_t d = 0; d < batch_rank; ++d) batches *= c_dims[d];
       // Batches in parallel when there are several (attention heads): each product is small.
       // A product called from inside the loop finds the pool busy and runs on its thread.
       parallel_for(batches > 1 ? pool : nullptr, static_cast<size_t>(batches), 1, [&](size_t begin, size_t end) {
         for (int64_t bi = static_cast<int64_t>(begin); bi < static_cast<int64_t>(end); ++bi) {
-          // Map the output batch index to each input's batch index (broadcast dimensions stay at 0).
-          int64_t rest = bi, ia = 0, ib = 0;
-          for (size_t d = batch.size(); d-- > 0;) {
-            int64_t coordinate = rest % batch[d];
-            rest /= batch[d];
-            size_t da = d + batch_a.size(), db = d + batch_b.size();
-            if (da >= batch.size() && batch_a[da - batch.size()] != 1) ia += coordinate * strides_a[da - batch.size()];
-            if (db >= batch.size() && batch_b[db - batch.size()] != 1) ib += coordinate * strides_b[db - batch.size()];
+          // The output batch index as offsets into each operand (broadcast dimensions stay at 0).
+          int64_t rest = bi, offset_a = 0, offset_b = 0, offset_c = 0;
+          for (size_t d = batch_rank; d-- > 0;) {
+            int64_t coordinate = rest % c_dims[d];
+            rest /= c_dims[d];
+            offset_c += coordinate * views[2].strides[d];
+            for (size_t i = 0; i < 2; ++i) {
+              const StridedView& view = views[i];
+              size_t operand_batch = view.dims.size() - 2;
+              if (d + operand_batch < batch_rank) continue;
+              size_t dv = d + operand_batch - batch_rank;
+              if (view.dims[dv] != 1) (i == 0 ? offset_a : offset_b) += coordinate * view.strides[dv];
+            }
           }
-          gemm(pool, m, n, k, in(0) + ia * m * k, k, in(1) + ib * k * n, transposed ? k : n, transposed,
-               out + bi * m * n, n);
+          gemm(pool, m, n, k, operands[0] + offset_a, ld[0], operands[1] + offset_b, ld[1], b_transposed, c + offset_c,
+               ld[2]);
         }
       });
       break;
@@ -791,26 +1141,7 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
         const float* image = in(0) + b * ih * iw * channels;
         float* result = out + b * pixels * out_channels;
         for (int64_t g = 0; g < node.groups; ++g) {
-          // im2col: one row of [kh, kw, group_in] per output pixel, zeros where the window is padding.
-          parallel_for(pool, static_cast<size_t>(pixels), 64, [&](size_t begin, size_t end) {
-            for (size_t p = begin; p < end; ++p) {
-              int64_t y = static_cast<int64_t>(p) / ow, x = static_cast<int64_t>(p) % ow;
-              float* row = columns + static_cast<int64_t>(p) * patch;
-              for (int64_t ky = 0; ky < kh; ++ky) {
-                int64_t sy = y * node.stride_h + ky * node.dilation_h - node.pad_top;
-                for (int64_t kx = 0; kx < kw; ++kx) {
-                  int64_t sx = x * node.stride_w + kx * node.dilation_w - node.pad_left;
-                  float* cell = row + (ky * kw + kx) * group_in;
-                  if (sy < 0 || sy >= ih || sx < 0 || sx >= iw) {
-                    std::fill(cell, cell + group_in, 0.0f);
-                  } else {
-                    std::memcpy(cell, image + (sy * iw + sx) * channels + g * group_in,
-                                static_cast<size_t>(group_in) * sizeof(float));
-                  }
-                }
-              }
-            }
-          });
+          im2col(node, input, out_dims, image, g, columns, pool);
           const float* filter = in(1) + g * group_out * patch;
           if (node.packed >= 0) {
             packed_linear(pool, pixels, columns, patch, packed_[static_cast<size_t>(node.packed)], result, out_channels);
@@ -903,19 +1234,9 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
       int64_t inner = out_dims.empty() ? 1 : out_dims.back();
       size_t rows = inner == 0 ? 0 : count / static_cast<size_t>(inner);
       const float* source = in(0);
-      parallel_for(pool, rows, 4, [&](size_t begin, size_t end) {
-        for (size_t r = begin; r < end; ++r) {
-          const float* x = source + r * inner;
-          float* y = out + r * inner;
-          float max_value = -std::numeric_limits<float>::infinity();
-          for (int64_t j = 0; j < inner; ++j) max_value = std::max(max_value, x[j]);
-          float sum = 0;
-          for (int64_t j = 0; j < inner; ++j) {
-            y[j] = exp_fast(x[j] - max_value);
-            sum += y[j];
-          }
-          float scale = 1.0f / sum;
-          for (int64_t j = 0; j < inner; ++j) y[j] *= scale;
+      parallel_for(pool, rows, 4 * kSoftmaxRows, [&](size_t begin, size_t end) {
+        for (size_t r = begin; r < end; r += kSoftmaxRows) {
+          softmax_rows(source + r * inner, out + r * inner, std::min(kSoftmaxRows, end - r), inner);
         }
       });
       break;
