@@ -77,16 +77,20 @@ constexpr int kLanes = static_cast<int>(sizeof(Vector) / sizeof(float));
 constexpr float kChainStart[6] = {1.0f, 1.1f, 1.2f, 1.3f, 0.999999f, 1e-6f};
 
 // Blocking, after the structure of onnxruntime's MLAS SGEMM (1.31) for packed weights:
-// products run in slices of up to kSliceK inner indices by up to kSliceN output columns.
-// Within a slice, the kernel walks the column groups for one row block at a time, so that
-// block's activation values come from cache. The slice's weights (768 x 256 floats, 768 KiB)
-// stay in the L2 cache while the row blocks walk them. Measured on a 2-core Xeon (AVX-512)
-// with the ViT-B/32 layer shapes and weights far larger than the caches: for one image on
-// 2 threads the products took 38 ms, against 41-42 ms with the earlier order (one 32-column
-// panel through all of k, row blocks inside); for 8 images on 2 threads, 29-30 ms per
-// image (78 % of the FMA peak) against 32-34 ms. Slices of 256 x 128 (MLAS's sizes) ran
-// 1-3 ms slower per image here.
-constexpr int64_t kSliceK = 768;
+// products run in slices of inner indices by up to kSliceN output columns. Within a slice,
+// the kernel walks the column groups for one row block at a time, so that block's activation
+// values come from cache, and the slice's weights stay in the L2 cache while the row blocks
+// walk them. This was measured on a 2-core Xeon (AVX-512) with the ViT-B/32 layer shapes and
+// weights far larger than the caches. For 8 images on 2 threads the products took 29-30 ms
+// per image (78 % of the FMA peak), against 32-34 ms for one 32-column panel through all of
+// k with the row blocks inside. Slices of 256 x 128 (MLAS's sizes) ran 1-3 ms slower per
+// image here.
+//
+// A slice is as deep as kSliceBytes of its weights allow: the whole inner dimension for every
+// ViT-B/32 layer. 3072-deep products of 400 x 768 ran 3-5 % faster in one slice than in four
+// of 768 (each later slice reloads and stores the partial sums), and slices of 256 or 384
+// ran 4-10 % slower than 768.
+constexpr int64_t kSliceBytes = int64_t{5} << 18;  // 1.25 MiB of the 2 MiB L2 cache
 constexpr int64_t kSliceN = 16 * kLanes;
 // Column slices per thread to aim for when n is small, so threads finish together.
 constexpr int64_t kSlicesPerThread = 4;
@@ -221,24 +225,18 @@ bool pack_weights(ThreadPool* pool, const float* w, int64_t n, int64_t k, bool w
     std::fill(packed.bias.get(), packed.bias.get() + columns, 0.0f);
     std::memcpy(packed.bias.get(), bias, static_cast<size_t>(n) * sizeof(float));
   }
-  // Slice s (inner indices from s * kSliceK, `depth` of them) starts at s * kSliceK * columns
-  // and contains columns / kLanes panels of [depth][kLanes] floats (zeros past n).
+  // Panel j (columns j * kLanes on) is [k][kLanes] floats at j * k * kLanes (zeros past n).
   float* out = packed.data.get();
-  int64_t slices = (k + kSliceK - 1) / kSliceK;
   int64_t panels = columns / kLanes;
-  parallel_for(pool, static_cast<size_t>(slices * panels), 1, [&](size_t begin, size_t end) {
-    for (size_t item = begin; item < end; ++item) {
-      int64_t slice = static_cast<int64_t>(item) / panels;
-      int64_t panel = static_cast<int64_t>(item) % panels;
-      int64_t first_k = slice * kSliceK;
-      int64_t depth = std::min(kSliceK, k - first_k);
-      int64_t first_n = panel * kLanes;
+  parallel_for(pool, static_cast<size_t>(panels), 1, [&](size_t begin, size_t end) {
+    for (size_t panel = begin; panel < end; ++panel) {
+      int64_t first_n = static_cast<int64_t>(panel) * kLanes;
       int64_t count = std::max<int64_t>(0, std::min<int64_t>(kLanes, n - first_n));
-      float* target = out + first_k * columns + panel * depth * kLanes;
-      for (int64_t p = 0; p < depth; ++p) {
+      float* target = out + first_n * k;
+      for (int64_t p = 0; p < k; ++p) {
         float* row = target + p * kLanes;
         for (int64_t j = 0; j < count; ++j) {
-          row[j] = w_is_k_by_n ? w[(first_k + p) * n + first_n + j] : w[(first_n + j) * k + first_k + p];
+          row[j] = w_is_k_by_n ? w[p * n + first_n + j] : w[(first_n + j) * k + p];
         }
         std::fill(row + count, row + kLanes, 0.0f);
       }
@@ -256,7 +254,6 @@ void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
   int64_t n = weights.n;
   int64_t k = weights.k;
-  int64_t columns = aligned_columns(n);
   const float* data = weights.data.get();
   const float* bias = weights.bias.get();
 
@@ -268,6 +265,7 @@ void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const
     float* c;
     int64_t ldc;
     int rows;
+    const float* addend;
   };
   std::vector<Block> blocks;
   int64_t total_rows = 0;
@@ -275,7 +273,8 @@ void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const
     int64_t count = (segment.m + kRows - 1) / kRows;
     for (int64_t block = 0, row = 0; block < count; ++block) {
       int rows = static_cast<int>((segment.m - row) / (count - block));
-      blocks.push_back({segment.a + row * segment.lda, segment.lda, segment.c + row * segment.ldc, segment.ldc, rows});
+      blocks.push_back({segment.a + row * segment.lda, segment.lda, segment.c + row * segment.ldc, segment.ldc, rows,
+                        segment.addend ? segment.addend + row * segment.ldc : nullptr});
       row += rows;
     }
     total_rows += segment.m;
@@ -297,22 +296,29 @@ void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const
     for (size_t item = begin; item < end; ++item) {
       int64_t first_n = static_cast<int64_t>(item) * column_blocks / items * block_columns;
       int64_t last_n = std::min(n, (static_cast<int64_t>(item) + 1) * column_blocks / items * block_columns);
-      for (int64_t first_k = 0; first_k < k; first_k += kSliceK) {
-        int64_t depth = std::min(kSliceK, k - first_k);
-        const float* slice = data + first_k * columns;
+      // Slices of equal depth whose weights fit in kSliceBytes.
+      int64_t slice_columns = aligned_columns(last_n - first_n);
+      int64_t slices = std::max<int64_t>(1, (k * slice_columns * static_cast<int64_t>(sizeof(float)) + kSliceBytes - 1) / kSliceBytes);
+      int64_t slice_depth = (k + slices - 1) / slices;
+      for (int64_t first_k = 0; first_k < k; first_k += slice_depth) {
+        int64_t depth = std::min(slice_depth, k - first_k);
         bool last_slice = first_k + depth == k;
         for (const Block& block : blocks) {
           for (int64_t group = first_n; group < last_n; group += 2 * kLanes) {
             int count = static_cast<int>(std::min<int64_t>(2 * kLanes, n - group));
             float* c = block.c + group;
-            run_rows<kRows>(block.rows, depth, block.a + first_k, block.lda, slice + group * depth, depth * kLanes,
-                            first_k == 0, bias ? bias + group : nullptr, c, block.ldc, count);
+            run_rows<kRows>(block.rows, depth, block.a + first_k, block.lda, data + group * k + first_k * kLanes,
+                            k * kLanes, first_k == 0, bias ? bias + group : nullptr, c, block.ldc, count);
           }
-          // The block's rows of this column slice are final: apply the activation while they
-          // are in cache, a whole slice row at a time (long loops vectorize better).
-          if (last_slice && activation.kind != Activation::Kind::kNone) {
+          // The block's rows of this column slice are final: apply the activation and add the
+          // addend while they are in cache, a whole slice row at a time (long loops vectorize
+          // better).
+          if (last_slice && (activation.kind != Activation::Kind::kNone || block.addend != nullptr)) {
+            size_t count = static_cast<size_t>(last_n - first_n);
             for (int r = 0; r < block.rows; ++r) {
-              apply_activation(activation, block.c + r * block.ldc + first_n, static_cast<size_t>(last_n - first_n));
+              float* row = block.c + r * block.ldc + first_n;
+              apply_activation(activation, row, count);
+              if (block.addend != nullptr) add_row(row, block.addend + r * block.ldc + first_n, count);
             }
           }
         }

@@ -26,9 +26,9 @@ int packed_panel_width();
 // The benchmark reports products as a fraction of it.
 double fma_peak_gflops(double seconds);
 
-// A weight matrix for c = a * w^T (w is [n, k]), packed for packed_linear(): in slices of 768
-// inner indices, each slice a row of panels of one vector's width of output columns, each
-// panel [depth][width] floats (zeros past n). The bias, when present, is padded the same way.
+// A weight matrix for c = a * w^T (w is [n, k]), packed for packed_linear(): in panels of one
+// vector's width of output columns, each panel [k][width] floats (zeros past n). The bias,
+// when present, is padded the same way.
 struct PackedWeights {
   int64_t n = 0;
   int64_t k = 0;
@@ -41,13 +41,15 @@ struct PackedWeights {
 bool pack_weights(ThreadPool* pool, const float* w, int64_t n, int64_t k, bool w_is_k_by_n, const float* bias,
                   PackedWeights& packed);
 
-// Rows of one product: c[m, n] (row stride ldc) = a[m, k] (row stride lda) * w^T + bias.
+// Rows of one product: c[m, n] (row stride ldc) = a[m, k] (row stride lda) * w^T + bias, then
+// the activation, then + addend[m, n] (row stride ldc) when addend is set.
 struct RowSegment {
   int64_t m;
   const float* a;
   int64_t lda;
   float* c;
   int64_t ldc;
+  const float* addend = nullptr;
 };
 
 // Computes several products with the same weights in one pass over them, for calls batched

@@ -61,4 +61,9 @@ inline void apply_activation(const Activation& activation, float* data, size_t c
   }
 }
 
+// row[i] += addend[i]: an Add node's sum, folded into the node before it.
+inline void add_row(float* row, const float* addend, size_t count) {
+  for (size_t i = 0; i < count; ++i) row[i] += addend[i];
+}
+
 }  // namespace ei::xnn
