@@ -539,6 +539,7 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
   self.fuse_nodes();
   self.limit_rows(context.arg_row_limits);
   self.elide_layout_nodes();
+  self.fold_residual_adds();
   self.pack_constant_weights(context);
   self.plan_at_load();
   return result;
@@ -744,6 +745,44 @@ void Graph::elide_layout_nodes() {
     product.early_outputs.push_back(value);
     for (uint32_t n : chain.nodes) nodes_[n].elided_by = static_cast<int32_t>(b);
     product.chains[2] = std::move(chain);
+  }
+}
+
+void Graph::fold_residual_adds() {
+  std::vector<std::vector<uint32_t>> readers(values_.size());
+  for (uint32_t n = 0; n < nodes_.size(); ++n) {
+    for (uint32_t input : nodes_[n].inputs) {
+      if (input != kInvalidId) readers[input].push_back(n);
+    }
+  }
+  auto unclamped = [](const Node& node) {
+    return node.output_min == -std::numeric_limits<float>::infinity() &&
+           node.output_max == std::numeric_limits<float>::infinity();
+  };
+  for (uint32_t f = 0; f < nodes_.size(); ++f) {
+    Node& linear = nodes_[f];
+    if (linear.kind != NodeKind::kFullyConnected || !unclamped(linear) || linear.outputs.size() != 1) continue;
+    uint32_t x = linear.outputs[0];
+    if (values_[x].external_output || readers[x].size() != 1) continue;
+    Node& add = nodes_[readers[x][0]];
+    if (add.kind != NodeKind::kAdd || !unclamped(add) || add.inputs.size() != 2 || add.elided_by >= 0 ||
+        add.live_rows != linear.live_rows) {
+      continue;
+    }
+    uint32_t residual = add.inputs[0] == x ? add.inputs[1] : add.inputs[0];
+    uint32_t sum = add.outputs[0];
+    // The residual must exist when the FullyConnected runs, and no broadcast may be involved.
+    if (residual == x || values_[residual].first_use >= static_cast<int32_t>(f) ||
+        values_[residual].dims != values_[x].dims || values_[sum].dims != values_[x].dims ||
+        values_[sum].allocated_at >= 0) {
+      continue;
+    }
+    linear.residual = residual;
+    linear.residual_output = sum;
+    // The sum is written when the FullyConnected runs, so memory planning allocates it there.
+    linear.early_outputs.push_back(sum);
+    values_[sum].allocated_at = static_cast<int32_t>(f);
+    add.elided_by = static_cast<int32_t>(f);
   }
 }
 

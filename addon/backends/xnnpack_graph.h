@@ -99,8 +99,13 @@ struct Node {
   // BatchMatrixMultiply only, set at load: chains through which it reads input 0 and input 1
   // and writes its output ([2]) in place, so that the chains' nodes need not copy.
   LayoutChain chains[3];
-  // Set at load on the nodes of such a chain: the BatchMatrixMultiply node that skips them.
+  // Set at load on the nodes of such a chain, and on an Add folded into a FullyConnected: the
+  // node that does their work.
   int32_t elided_by = -1;
+  // FullyConnected only, set at load (Graph::fold_residual_adds): the Add after it, of this
+  // value and its output, is done as the output is written, into residual_output.
+  uint32_t residual = kInvalidId;
+  uint32_t residual_output = kInvalidId;
   // Values that this node writes besides its outputs (the far end of an output chain), which
   // memory planning allocates at this node.
   std::vector<uint32_t> early_outputs;
@@ -113,9 +118,11 @@ struct CallState {
   std::shared_ptr<std::byte[]> arena;
   size_t arena_bytes = 0;
   std::vector<float> scratch;  // per-node temporary space (im2col columns, attention logits)
-  // Per node: 1 when a BatchMatrixMultiply reads and writes through its chains in this call
-  // (the chain nodes are then skipped), 0 when this call's shapes make the chains run.
-  std::vector<uint8_t> through_chains;
+  // Per node: 1 when this call runs the node's combined form, and the nodes it took over at
+  // load (their elided_by) are skipped: a BatchMatrixMultiply reading and writing through its
+  // layout chains, or a FullyConnected adding its residual. 0 when this call's shapes do not
+  // allow it, and the taken-over nodes run.
+  std::vector<uint8_t> takes_over;
 };
 
 class Graph final : public DelegateHandle {
@@ -145,6 +152,9 @@ class Graph final : public DelegateHandle {
   // product read and write through them with strides instead of copying. Extends lifetimes
   // so that the chains' far ends stay in memory for the product.
   void elide_layout_nodes();
+  // Folds an Add of a FullyConnected's output and a value of the same shape (a residual
+  // connection) into the FullyConnected, which adds the value as it writes its output.
+  void fold_residual_adds();
   // This call's strided views of a BatchMatrixMultiply's operands and result; false when a
   // chain cannot be seen as strides for these shapes.
   bool chain_views(const Node& node, const CallState& state, StridedView views[3]) const;
@@ -159,6 +169,9 @@ class Graph final : public DelegateHandle {
     int64_t m, n, k;
   };
   LinearShape linear_shape(const Node& node, const CallState& state) const;
+  // The rows FullyConnected node `index` computes for one call, with its residual when the
+  // call takes the Add after it over.
+  RowSegment linear_segment(size_t index, const CallState& state) const;
   // Runs FullyConnected node `index` (packed weights) for several calls in one pass.
   void run_linear_batch(size_t index, std::span<CallState* const> states, ThreadPool* pool) const;
   // Runs Conv2d node `index` (packed weights) for several calls: im2col per call, then one

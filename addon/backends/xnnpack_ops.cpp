@@ -792,12 +792,17 @@ Status Graph::prepare_call(CallState& state, std::span<EValue* const> args) cons
       }
     }
   }
-  state.through_chains.assign(nodes_.size(), 0);
+  state.takes_over.assign(nodes_.size(), 0);
   for (size_t n = 0; n < nodes_.size(); ++n) {
     const Node& node = nodes_[n];
-    if (node.kind != NodeKind::kBatchMatrixMultiply) continue;
-    StridedView views[3];
-    state.through_chains[n] = chain_views(node, state, views) ? 1 : 0;
+    if (node.kind == NodeKind::kBatchMatrixMultiply) {
+      StridedView views[3];
+      state.takes_over[n] = chain_views(node, state, views) ? 1 : 0;
+    } else if (node.residual != kInvalidId) {
+      // A call whose residual would broadcast runs the Add itself.
+      const Dims& dims = state.dims[node.outputs[0]];
+      state.takes_over[n] = state.dims[node.residual] == dims && state.dims[node.residual_output] == dims ? 1 : 0;
+    }
   }
   return Status::Ok();
 }
@@ -876,6 +881,11 @@ void Graph::execute_batch(ThreadPool* pool, std::span<const std::span<EValue* co
   std::vector<Status> conv_statuses;
   for (size_t n = 0; n < nodes_.size() && !live.empty(); ++n) {
     const Node& node = nodes_[n];
+    // A node that every call has another node do needs no round over the threads.
+    if (node.elided_by >= 0 &&
+        std::all_of(live.begin(), live.end(), [&](size_t i) { return states[i]->takes_over[static_cast<size_t>(node.elided_by)] != 0; })) {
+      continue;
+    }
     if (live.size() == 1) {
       statuses[live.front()] = run_node(n, *states[live.front()], pool);
     } else if (node.packed >= 0 && (node.kind == NodeKind::kFullyConnected || node.kind == NodeKind::kConv2d)) {
@@ -908,13 +918,21 @@ Graph::LinearShape Graph::linear_shape(const Node& node, const CallState& state)
   return {m, n, k};
 }
 
+RowSegment Graph::linear_segment(size_t index, const CallState& state) const {
+  const Node& node = nodes_[index];
+  LinearShape shape = linear_shape(node, state);
+  RowSegment segment{shape.m, state.data[node.inputs[0]], shape.k, state.data[node.outputs[0]], shape.n};
+  if (node.residual != kInvalidId && state.takes_over[index]) {
+    segment.c = state.data[node.residual_output];
+    segment.addend = state.data[node.residual];
+  }
+  return segment;
+}
+
 void Graph::run_linear_batch(size_t index, std::span<CallState* const> states, ThreadPool* pool) const {
   const Node& node = nodes_[index];
   std::vector<RowSegment> segments;
-  for (CallState* state : states) {
-    LinearShape shape = linear_shape(node, *state);
-    segments.push_back({shape.m, state->data[node.inputs[0]], shape.k, state->data[node.outputs[0]], shape.n});
-  }
+  for (CallState* state : states) segments.push_back(linear_segment(index, *state));
   packed_linear(pool, segments, packed_[static_cast<size_t>(node.packed)], node.activation);
   parallel_for(pool, states.size(), 1, [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
@@ -992,7 +1010,7 @@ Status Graph::reserve_scratch(CallState& state, uint64_t floats, size_t index, c
 Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
   const Node& node = nodes_[index];
   // A layout node that a product reads or writes through in this call does nothing.
-  if (node.elided_by >= 0 && state.through_chains[static_cast<size_t>(node.elided_by)]) return Status::Ok();
+  if (node.elided_by >= 0 && state.takes_over[static_cast<size_t>(node.elided_by)]) return Status::Ok();
   auto in = [&](size_t i) { return state.data[node.inputs[i]]; };
   auto in_dims = [&](size_t i) -> const Dims& { return state.dims[node.inputs[i]]; };
   float* out = state.data[node.outputs[0]];
@@ -1047,17 +1065,19 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
       break;
 
     case NodeKind::kFullyConnected: {
-      auto [m, n, k] = linear_shape(node, state);
-      bool transposed = (node.flags & kFlagTransposeWeights) != 0;
+      RowSegment segment = linear_segment(index, state);
       if (node.packed >= 0) {
-        packed_linear(pool, m, in(0), k, packed_[static_cast<size_t>(node.packed)], out, n, node.activation);
+        packed_linear(pool, std::span<const RowSegment>(&segment, 1), packed_[static_cast<size_t>(node.packed)],
+                      node.activation);
       } else {
-        linear(pool, m, n, k, in(0), in(1), transposed, node.inputs[2] == kInvalidId ? nullptr : in(2), out);
-        if (node.activation.kind != Activation::Kind::kNone) {
-          parallel_for(pool, count, 1 << 14, [&](size_t begin, size_t end) {
-            apply_activation(node.activation, out + begin, end - begin);
-          });
-        }
+        bool transposed = (node.flags & kFlagTransposeWeights) != 0;
+        const float* bias = node.inputs[2] == kInvalidId ? nullptr : in(2);
+        linear(pool, segment.m, segment.ldc, segment.lda, segment.a, in(1), transposed, bias, segment.c);
+        size_t values = static_cast<size_t>(segment.m * segment.ldc);
+        parallel_for(pool, values, 1 << 14, [&](size_t begin, size_t end) {
+          apply_activation(node.activation, segment.c + begin, end - begin);
+          if (segment.addend != nullptr) add_row(segment.c + begin, segment.addend + begin, end - begin);
+        });
       }
       break;
     }
@@ -1066,7 +1086,7 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
       // Operands and result as strided views: through the layout chains when this call uses
       // them (Graph::elide_layout_nodes), else the values themselves.
       StridedView views[3];
-      bool through = state.through_chains[index] != 0;
+      bool through = state.takes_over[index] != 0;
       if (!through || !chain_views(node, state, views)) {
         through = false;
         views[0] = contiguous_view(in_dims(0));
