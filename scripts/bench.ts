@@ -5,8 +5,11 @@
  * a fresh child process (scripts/bench-worker.mjs) so peak RSS belongs to it alone. Prints a
  * Markdown report; record it in docs/benchmarks.md with the machine and the command.
  *
- *   npm run bench [-- --runs N] [-- --images N] [-- --small] [-- --prepare]
+ *   npm run bench [-- --runs N] [-- --images N] [-- --rounds N] [-- --small] [-- --prepare]
  *
+ * The throughput comparison runs in --rounds rounds of one embed-image process and one
+ * onnxruntime process. The rounds alternate the two, so a slow spell of this shared machine
+ * hits both sides, and each side's figure is its median round.
  * --small uses a 2-layer model of the same width, for a quick check of the tooling.
  * --prepare writes the two model files and prints their paths, without measuring. They live
  * in node_modules/.cache/embed-image-bench/, which a rebuild of the addon does not clear.
@@ -27,6 +30,7 @@ const { values } = parseArgs({
   options: {
     runs: { type: 'string', default: '20' },
     images: { type: 'string', default: '48' },
+    rounds: { type: 'string', default: '3' },
     small: { type: 'boolean', default: false },
     prepare: { type: 'boolean', default: false },
   },
@@ -36,6 +40,19 @@ const runs = Number(values.runs);
 // runtime can batch them (maxBatch 8, the default).
 const concurrentCalls = 8;
 const images = Number(values.images);
+const rounds = Number(values.rounds);
+for (const [name, value] of [['runs', runs], ['images', images], ['rounds', rounds]] as const) {
+  if (!Number.isInteger(value) || value < 1) {
+    process.stderr.write(`bench: --${name} must be a whole number of at least 1, got ${JSON.stringify(values[name])}\n`);
+    process.exit(2);
+  }
+}
+
+/** Returns the middle value of `values` (the lower of the two middle ones for an even count). */
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
 
 // CLIP ViT-B/32 (openai/clip-vit-base-patch32), as react-native-executorch's CLIP_VIT_BASE_PATCH32_IMAGE.
 const config: ClipVisionConfig = {
@@ -131,10 +148,18 @@ function main(): void {
   const load = worker('ei-load', pte);
   const ei1 = worker('ei-latency', pte, 1, runs);
   const ei2 = worker('ei-latency', pte, 2, runs);
-  const eiThroughput = worker('ei-throughput', pte, 2, concurrentCalls, images);
   const ort1 = worker('ort-latency', onnx, 1, runs);
   const ort2 = worker('ort-latency', onnx, 2, runs);
-  const ortBatch = worker('ort-batch', onnx, 2, 8, Math.max(3, Math.round(runs / 4)));
+  const eiRounds: WorkerResult[] = [];
+  const ortRounds: WorkerResult[] = [];
+  for (let round = 0; round < rounds; round++) {
+    eiRounds.push(worker('ei-throughput', pte, 2, concurrentCalls, images));
+    ortRounds.push(worker('ort-batch', onnx, 2, 8, Math.max(3, Math.round(runs / 4))));
+  }
+  const eiRates = eiRounds.map((result) => result.imagesPerSecond as number);
+  const ortRates = ortRounds.map((result) => 1000 / (result.msPerImage as number));
+  const eiThroughput = eiRounds[eiRates.indexOf(median(eiRates))]!;
+  const ortBatch = ortRounds[ortRates.indexOf(median(ortRates))]!;
   const blasArgs = products.map((p) => p.shape.join(','));
   const backendArgs = products.map((p) => `${p.shape.join(',')}${p.weights ? ',packed' : ''}`);
   const blas1 = worker('blas', 1, ...blasArgs);
@@ -149,7 +174,7 @@ function main(): void {
   const peakGflops = (2 * 400 * 3072 * 768) / ((peak.products as { seconds: number }[])[0]!.seconds * 1e9);
   const ms = (value: unknown) => (value as number).toFixed(1);
   const ratio = (a: number, b: number) => (a / b).toFixed(2);
-  const ortThroughput = 1000 / (ortBatch.msPerImage as number);
+  const ortThroughput = median(ortRates);
   // Fraction of the FMA peak that a rate of `imagesPerSecond` means for the matrix products.
   const fmaRates = fma.gflopsPerThread as number[];
   const peakOf = (threads: number) => fmaRates.slice(0, threads).reduce((sum, rate) => sum + rate, 0);
@@ -164,7 +189,7 @@ function main(): void {
   const lines = [
     `### ${config.num_hidden_layers === 12 ? 'CLIP ViT-B/32' : `CLIP ViT-B/32 geometry, ${config.num_hidden_layers} layers`}, fp32, seeded weights (${new Date().toISOString().slice(0, 10)}, commit ${commit})`,
     '',
-    `Machine: ${cpu}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB. Command: \`npm run bench${values.small ? ' -- --small' : ''}\` (runs ${runs}, images ${images}). Model file ${modelMiB.toFixed(0)} MiB, ${(flops / 1e9).toFixed(2)} GFLOP per image in matrix products.`,
+    `Machine: ${cpu}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB. Command: \`npm run bench${values.small ? ' -- --small' : ''}\` (runs ${runs}, images ${images}, rounds ${rounds}). Model file ${modelMiB.toFixed(0)} MiB, ${(flops / 1e9).toFixed(2)} GFLOP per image in matrix products.`,
     '',
     '| measurement | embed-image | onnxruntime-node | ratio (embed-image / ORT) |',
     '| --- | --- | --- | --- |',
@@ -176,6 +201,8 @@ function main(): void {
     `| peak RSS, 2 threads (MiB) | ${ms(ei2.maxRssMiB)} (model + ${ms(ei2.maxRssMiB - modelMiB)}) | ${ms(ort2.maxRssMiB)} (model + ${ms(ort2.maxRssMiB - modelMiB)}) | target: model + 150 |`,
     `| peak RSS, throughput run (MiB) | ${ms(eiThroughput.maxRssMiB)} (model + ${ms((eiThroughput.maxRssMiB as number) - modelMiB)}) | ${ms(ortBatch.maxRssMiB)} (model + ${ms((ortBatch.maxRssMiB as number) - modelMiB)}) | |`,
     `| load time, warm page cache (ms) | ${ms(load.warmMs)} | | target < 1000 |`,
+    '',
+    `Throughput rounds, alternated (images/s): embed-image ${eiRates.map((rate) => rate.toFixed(2)).join(', ')}; onnxruntime ${ortRates.map((rate) => rate.toFixed(2)).join(', ')}. The table gives each side's median round.`,
     '',
     `Cosine between the two runtimes' embeddings of the same image: ${cosine(ei2.embedding as number[], ort2.embedding as number[]).toFixed(9)}.`,
     '',
