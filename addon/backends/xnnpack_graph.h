@@ -123,6 +123,9 @@ struct CallState {
   // layout chains, or a FullyConnected adding its residual. 0 when this call's shapes do not
   // allow it, and the taken-over nodes run.
   std::vector<uint8_t> takes_over;
+  // The external input shapes (rank, then dims, per input) that the fields above were computed
+  // for; empty when they are not valid.
+  std::vector<int64_t> input_shapes;
 };
 
 class Graph final : public DelegateHandle {
@@ -162,8 +165,11 @@ class Graph final : public DelegateHandle {
   void pack_constant_weights(const BackendInitContext& context);
   std::unique_ptr<CallState> acquire_state() const;
   void release_state(std::unique_ptr<CallState> state) const;
-  // Binds one call's arguments to a state: shapes, the program's tensors and the arena.
+  // Binds one call's arguments to a state: shapes, the program's tensors and the arena. A state
+  // prepared before for the same input shapes only binds the tensors.
   Status prepare_call(CallState& state, std::span<EValue* const> args) const;
+  // Resizes the program's output tensors to the state's shapes and points the outputs at them.
+  Status bind_outputs(CallState& state, std::span<EValue* const> args) const;
   // A FullyConnected node's product sizes for one call: rows m, outputs n, inner k.
   struct LinearShape {
     int64_t m, n, k;

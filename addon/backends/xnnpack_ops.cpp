@@ -256,13 +256,13 @@ void im2col(const Node& node, const Dims& input, const Dims& out_dims, const flo
 constexpr size_t kSoftmaxRows = 8;
 
 // Softmax over each of `rows` (at most kSoftmaxRows) rows of `inner` values. Each row's sum
-// is one sequential sum in order of j, as a loop over one row would add; the rows' sums run
-// side by side so that the adds of different rows overlap instead of each waiting for the
-// last. The exponentials are a loop of their own, which compilers vectorize.
+// is one sequential sum in order of j, as a loop over one row would add. The rows' sums run
+// side by side, so the adds of different rows overlap instead of each waiting for the last.
+// The exponentials are a loop of their own, which compilers vectorize.
 void softmax_rows(const float* x, float* y, size_t rows, int64_t inner) {
   float max_values[kSoftmaxRows], sums[kSoftmaxRows];
-  // Adds or maxes each row's values into its own accumulator, in order of j; with a full set
-  // of rows the inner loop over rows has no dependency from one step to the next.
+  // Adds or maxes each row's values into its own accumulator, in order of j. With a full set
+  // of rows, the inner loop over rows has no dependency from one step to the next.
   auto reduce = [&](const float* data, float* totals, auto op) {
     if (rows == kSoftmaxRows) {
       for (int64_t j = 0; j < inner; ++j) {
@@ -298,8 +298,8 @@ void softmax_rows(const float* x, float* y, size_t rows, int64_t inner) {
 // merged, so an NCHW to NHWC transpose becomes a 2-D one. Rows whose last dimension is
 // contiguous in the input are copied whole. Otherwise, when another dimension q is contiguous
 // in the input, the copy runs in tiles of kTile x kTile over (q, last), so that both the reads
-// and the writes use whole cache lines; this is the case of an attention's key transpose and
-// of the input layout change before a convolution.
+// and the writes use whole cache lines. An attention's key transpose and the input layout
+// change before a convolution are copied this way.
 void gather_strided(const float* in, const Dims& dims, const Dims& in_strides, float* out, ThreadPool* pool) {
   if (numel(dims) == 0) return;
   Dims shape, strides;  // simplified, outermost first
@@ -705,44 +705,7 @@ void Graph::release_state(std::unique_ptr<CallState> state) const {
   states_.push_back(std::move(state));
 }
 
-Status Graph::prepare_call(CallState& state, std::span<EValue* const> args) const {
-  if (args.size() != extern_count_) {
-    return Status(ErrorCode::kDelegateFailed, "XNNPACK delegate called with " + std::to_string(args.size()) +
-                                                  " arguments, its graph has " + std::to_string(extern_count_) +
-                                                  " externals");
-  }
-  state.dims.resize(values_.size());
-  state.data.assign(values_.size(), nullptr);
-  for (size_t i = 0; i < values_.size(); ++i) {
-    state.dims[i] = values_[i].dims;
-    if (values_[i].constant != nullptr) state.data[i] = const_cast<float*>(values_[i].constant);
-  }
-
-  // External inputs: shapes in memory order (dims permuted by the tensor's dim order).
-  for (uint32_t id = 0; id < extern_count_; ++id) {
-    EValue* arg = args[id];
-    if (arg == nullptr || arg->tag != Tag::kTensor || arg->tensor == nullptr) {
-      return Status(ErrorCode::kDelegateFailed, "XNNPACK argument " + std::to_string(id) + " is not a tensor");
-    }
-    if (arg->tensor->dtype != ScalarType::kFloat) {
-      return Status(ErrorCode::kDelegateFailed, "XNNPACK argument " + std::to_string(id) + " is " +
-                                                    dtype_name(arg->tensor->dtype) + ", expected float32");
-    }
-    if (inputs_[id] == kInvalidId) continue;
-    const Tensor& tensor = *arg->tensor;
-    Dims dims;
-    for (uint8_t d : tensor.dim_order) dims.push_back(tensor.sizes[d]);
-    // Like xnn_reshape_external_value, the call's shape replaces the serialized one, rank included
-    // (upstream passes a 0-d constant for a value serialized as [1], for example).
-    if (dims.size() > kMaxDims) {
-      return Status(ErrorCode::kDelegateFailed, "XNNPACK input " + std::to_string(id) + " has rank " +
-                                                    std::to_string(dims.size()) + ", above XNNPACK's limit of 6");
-    }
-    state.dims[inputs_[id]] = dims;
-    state.data[inputs_[id]] = tensor.numel() == 0 ? nullptr : static_cast<float*>(tensor.data);
-  }
-  EI_RETURN_IF_ERROR(infer_shapes(state));
-
+Status Graph::bind_outputs(CallState& state, std::span<EValue* const> args) const {
   // External outputs: resize the program's tensors, then write into them directly.
   for (uint32_t id = 0; id < extern_count_; ++id) {
     if (outputs_[id] == kInvalidId) continue;
@@ -763,6 +726,69 @@ Status Graph::prepare_call(CallState& state, std::span<EValue* const> args) cons
     EI_RETURN_IF_ERROR(resized.with_context("XNNPACK output " + std::to_string(id) + ": "));
     state.data[outputs_[id]] = static_cast<float*>(tensor.data);
   }
+  return Status::Ok();
+}
+
+Status Graph::prepare_call(CallState& state, std::span<EValue* const> args) const {
+  if (args.size() != extern_count_) {
+    return Status(ErrorCode::kDelegateFailed, "XNNPACK delegate called with " + std::to_string(args.size()) +
+                                                  " arguments, its graph has " + std::to_string(extern_count_) +
+                                                  " externals");
+  }
+  // External inputs: shapes in memory order (dims permuted by the tensor's dim order), as one
+  // list of rank and dims per input.
+  std::vector<int64_t> input_shapes;
+  for (uint32_t id = 0; id < extern_count_; ++id) {
+    EValue* arg = args[id];
+    if (arg == nullptr || arg->tag != Tag::kTensor || arg->tensor == nullptr) {
+      return Status(ErrorCode::kDelegateFailed, "XNNPACK argument " + std::to_string(id) + " is not a tensor");
+    }
+    if (arg->tensor->dtype != ScalarType::kFloat) {
+      return Status(ErrorCode::kDelegateFailed, "XNNPACK argument " + std::to_string(id) + " is " +
+                                                    dtype_name(arg->tensor->dtype) + ", expected float32");
+    }
+    if (inputs_[id] == kInvalidId) continue;
+    const Tensor& tensor = *arg->tensor;
+    // Like xnn_reshape_external_value, the call's shape replaces the serialized one, rank included
+    // (upstream passes a 0-d constant for a value serialized as [1], for example).
+    if (tensor.dim_order.size() > kMaxDims) {
+      return Status(ErrorCode::kDelegateFailed, "XNNPACK input " + std::to_string(id) + " has rank " +
+                                                    std::to_string(tensor.dim_order.size()) + ", above XNNPACK's limit of 6");
+    }
+    input_shapes.push_back(static_cast<int64_t>(tensor.dim_order.size()));
+    for (uint8_t d : tensor.dim_order) input_shapes.push_back(tensor.sizes[d]);
+  }
+  auto bind_inputs = [&]() {
+    for (uint32_t id = 0; id < extern_count_; ++id) {
+      if (inputs_[id] == kInvalidId) continue;
+      const Tensor& tensor = *args[id]->tensor;
+      state.data[inputs_[id]] = tensor.numel() == 0 ? nullptr : static_cast<float*>(tensor.data);
+    }
+  };
+  // A state last prepared for the same input shapes keeps everything that depends on them
+  // only: value shapes, memory plan and fused forms. Binding the program's tensors is left.
+  if (!state.input_shapes.empty() && state.input_shapes == input_shapes) {
+    bind_inputs();
+    return bind_outputs(state, args);
+  }
+  state.input_shapes.clear();
+  state.dims.resize(values_.size());
+  state.data.assign(values_.size(), nullptr);
+  for (size_t i = 0; i < values_.size(); ++i) {
+    state.dims[i] = values_[i].dims;
+    if (values_[i].constant != nullptr) state.data[i] = const_cast<float*>(values_[i].constant);
+  }
+  for (uint32_t id = 0; id < extern_count_; ++id) {
+    if (inputs_[id] == kInvalidId) continue;
+    const Tensor& tensor = *args[id]->tensor;
+    Dims dims;
+    for (uint8_t d : tensor.dim_order) dims.push_back(tensor.sizes[d]);
+    state.dims[inputs_[id]] = std::move(dims);
+  }
+  bind_inputs();
+  EI_RETURN_IF_ERROR(infer_shapes(state));
+
+  EI_RETURN_IF_ERROR(bind_outputs(state, args));
 
   // Intermediate values use the plan made at load unless this call's shapes outgrow it.
   const std::vector<size_t>* offsets = &planned_offsets_;
@@ -804,6 +830,7 @@ Status Graph::prepare_call(CallState& state, std::span<EValue* const> args) cons
       state.takes_over[n] = state.dims[node.residual] == dims && state.dims[node.residual_output] == dims ? 1 : 0;
     }
   }
+  state.input_shapes = std::move(input_shapes);
   return Status::Ok();
 }
 
