@@ -322,3 +322,34 @@ describe('ScaledDotProductAttention', () => {
     await expect(runGraph(graph, inputs)).rejects.toMatchObject({ code: 'ERR_DELEGATE', message: expect.stringContaining('ScaledDotProductAttention') });
   });
 });
+
+describe('BatchMatrixMultiply with empty matrices', () => {
+  // A row-major [rows, 0] matrix has a row stride of 0, which must still count as a matrix
+  // (a code review found that strided views rejected it).
+  it('returns zeros for an inner dim of 0', async () => {
+    const graph = new XnnGraphBuilder();
+    const a = graph.input([2, 3, 0]);
+    const b = graph.input([2, 0, 4]);
+    const output = graph.output([2, 3, 4]);
+    graph.binary('XNNBatchMatrixMultiply', a, b, output);
+
+    const [result] = await runGraph(graph, [new Float32Array(0), new Float32Array(0)]);
+
+    // Every element is an empty sum, exactly 0.
+    expectShape(result, [2, 3, 4]);
+    expect(Array.from(result!.data as Float32Array)).toEqual(new Array<number>(24).fill(0));
+  });
+
+  it('returns an empty result for 0 columns', async () => {
+    const graph = new XnnGraphBuilder();
+    const a = graph.input([2, 3, 4]);
+    const b = graph.input([2, 4, 0]);
+    const output = graph.output([2, 3, 0]);
+    graph.binary('XNNBatchMatrixMultiply', a, b, output);
+
+    const [result] = await runGraph(graph, [new Float32Array(24), new Float32Array(0)]);
+
+    expectShape(result, [2, 3, 0]);
+    expect((result!.data as Float32Array).length).toBe(0);
+  });
+});

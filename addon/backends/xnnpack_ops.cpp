@@ -214,14 +214,16 @@ bool reshape_view(StridedView& view, const Dims& new_dims) {
 }
 
 // The leading dimension of the last two dimensions of a view as a row-major BLAS matrix, or
-// 0 when its rows are not contiguous.
+// 0 when its rows are not contiguous. An empty matrix or a single row takes any stride.
 int64_t matrix_stride(const StridedView& view) {
   size_t rank = view.dims.size();
   if (rank < 2) return 0;
   int64_t rows = view.dims[rank - 2], cols = view.dims[rank - 1];
+  if (rows == 0 || cols == 0) return std::max<int64_t>(cols, 1);
   if (cols != 1 && view.strides[rank - 1] != 1) return 0;
-  int64_t ld = rows == 1 ? std::max<int64_t>(cols, 1) : view.strides[rank - 2];
-  return ld >= std::max<int64_t>(cols, 1) ? ld : 0;
+  if (rows == 1) return cols;
+  int64_t ld = view.strides[rank - 2];
+  return ld >= cols ? ld : 0;
 }
 
 // im2col for convolution group g of one NHWC image (dims `input`, output dims `out_dims`):

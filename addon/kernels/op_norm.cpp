@@ -75,10 +75,9 @@ std::pair<double, double> moments(const T* data, int64_t n, int64_t stride = 1) 
 }
 
 // out[i] = (in[i] - mean) * rstd * weight[i] + bias[i] in double, with each of weight and bias
-// optional. One loop per case with unaliased pointers, so that compilers vectorize it.
+// optional. One loop per case, so that compilers vectorize it (out may be in itself).
 template <typename T>
-void normalize_row(const T* __restrict in, T* __restrict out, int64_t n, double mean, double rstd,
-                   const T* __restrict weight, const T* __restrict bias) {
+void normalize_row(const T* in, T* out, int64_t n, double mean, double rstd, const T* weight, const T* bias) {
   auto normalized = [&](int64_t i) { return (static_cast<double>(in[i]) - mean) * rstd; };
   if (weight != nullptr && bias != nullptr) {
     for (int64_t i = 0; i < n; ++i) {
