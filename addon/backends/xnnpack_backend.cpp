@@ -26,6 +26,23 @@ const char* datatype_name(ei_xnn::XNNDatatype type) {
 
 Status malformed(const std::string& message) { return Status(ErrorCode::kDelegateFailed, message); }
 
+// True when a node has no output_min_max clamp.
+bool unclamped(const Node& node) {
+  return node.output_min == -std::numeric_limits<float>::infinity() &&
+         node.output_max == std::numeric_limits<float>::infinity();
+}
+
+// The nodes that read each value, in node order.
+std::vector<std::vector<uint32_t>> value_readers(const std::vector<Node>& nodes, size_t value_count) {
+  std::vector<std::vector<uint32_t>> readers(value_count);
+  for (uint32_t n = 0; n < nodes.size(); ++n) {
+    for (uint32_t input : nodes[n].inputs) {
+      if (input != kInvalidId) readers[input].push_back(n);
+    }
+  }
+  return readers;
+}
+
 class XnnpackBackend final : public Backend {
  public:
   std::string_view id() const override { return "XnnpackBackend"; }
@@ -548,20 +565,11 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
 void Graph::fuse_nodes() {
   // Readers of each value, in node order. readers_of() fails for external outputs, which the
   // caller reads too.
-  std::vector<std::vector<uint32_t>> readers(values_.size());
-  for (uint32_t n = 0; n < nodes_.size(); ++n) {
-    for (uint32_t input : nodes_[n].inputs) {
-      if (input != kInvalidId) readers[input].push_back(n);
-    }
-  }
+  std::vector<std::vector<uint32_t>> readers = value_readers(nodes_, values_.size());
   auto readers_of = [&](uint32_t value, std::vector<uint32_t>& found) {
     if (values_[value].external_output) return false;
     found = readers[value];
     return true;
-  };
-  auto unclamped = [](const Node& node) {
-    return node.output_min == -std::numeric_limits<float>::infinity() &&
-           node.output_max == std::numeric_limits<float>::infinity();
   };
   // The other input of a two-input node, or kInvalidId when `value` is not one of them.
   auto other_input = [](const Node& node, uint32_t value) {
@@ -692,12 +700,7 @@ void Graph::compute_lifetimes() {
 }
 
 void Graph::elide_layout_nodes() {
-  std::vector<std::vector<uint32_t>> readers(values_.size());
-  for (uint32_t n = 0; n < nodes_.size(); ++n) {
-    for (uint32_t input : nodes_[n].inputs) {
-      if (input != kInvalidId) readers[input].push_back(n);
-    }
-  }
+  std::vector<std::vector<uint32_t>> readers = value_readers(nodes_, values_.size());
   // A value handed from one node to the next alone: no other node and not the caller reads it.
   auto handed_on = [&](uint32_t value) {
     const Value& v = values_[value];
@@ -706,9 +709,7 @@ void Graph::elide_layout_nodes() {
   };
   auto layout_node = [&](const Node& node) {
     return (node.kind == NodeKind::kStaticTranspose || node.kind == NodeKind::kStaticReshape) && node.elided_by < 0 &&
-           node.live_rows == 0 && node.inputs.size() == 1 && node.outputs.size() == 1 &&
-           node.output_min == -std::numeric_limits<float>::infinity() &&
-           node.output_max == std::numeric_limits<float>::infinity();
+           node.live_rows == 0 && node.inputs.size() == 1 && node.outputs.size() == 1 && unclamped(node);
   };
   for (uint32_t b = 0; b < nodes_.size(); ++b) {
     Node& product = nodes_[b];
@@ -728,10 +729,7 @@ void Graph::elide_layout_nodes() {
       product.chains[i] = std::move(chain);
     }
     // The output chain's far end receives the product's values unclamped.
-    if (product.output_min != -std::numeric_limits<float>::infinity() ||
-        product.output_max != std::numeric_limits<float>::infinity()) {
-      continue;
-    }
+    if (!unclamped(product)) continue;
     LayoutChain chain;
     uint32_t value = product.outputs[0];
     while (handed_on(value) && layout_node(nodes_[readers[value][0]])) {
@@ -749,16 +747,7 @@ void Graph::elide_layout_nodes() {
 }
 
 void Graph::fold_residual_adds() {
-  std::vector<std::vector<uint32_t>> readers(values_.size());
-  for (uint32_t n = 0; n < nodes_.size(); ++n) {
-    for (uint32_t input : nodes_[n].inputs) {
-      if (input != kInvalidId) readers[input].push_back(n);
-    }
-  }
-  auto unclamped = [](const Node& node) {
-    return node.output_min == -std::numeric_limits<float>::infinity() &&
-           node.output_max == std::numeric_limits<float>::infinity();
-  };
+  std::vector<std::vector<uint32_t>> readers = value_readers(nodes_, values_.size());
   for (uint32_t f = 0; f < nodes_.size(); ++f) {
     Node& linear = nodes_[f];
     if (linear.kind != NodeKind::kFullyConnected || !unclamped(linear) || linear.outputs.size() != 1) continue;
