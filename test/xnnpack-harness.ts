@@ -216,3 +216,33 @@ export class Accumulator {
     return (index) => (terms + 2) * FLOAT32_U * this.magnitudes[index]! + 1e-30;
   }
 }
+
+/** A float64 reference tensor: row-major values over `dims`, and for each element a bound on the error of a float32 computation of it. */
+export interface Reference {
+  dims: number[];
+  values: Float64Array;
+  bounds: Float64Array;
+}
+
+/** Returns `data` as a reference with no error: an input that the graph reads as it is. */
+export function exactReference(dims: number[], data: ArrayLike<number>): Reference {
+  return { dims: [...dims], values: Float64Array.from(data), bounds: new Float64Array(data.length) };
+}
+
+/**
+ * Returns the row-major batch indices into two operands of output batch `index` of a batched
+ * product, where the operands' batch dims broadcast to `batch` (dims of size 1 stay at 0).
+ */
+export function batchOperandIndices(index: number, batch: number[], batchA: number[], batchB: number[]): [number, number] {
+  const stridesA = stridesOf(batchA);
+  const stridesB = stridesOf(batchB);
+  let ia = 0;
+  let ib = 0;
+  unravel(index, batch).forEach((coordinate, d) => {
+    const da = d - (batch.length - batchA.length);
+    const db = d - (batch.length - batchB.length);
+    if (da >= 0 && batchA[da] !== 1) ia += coordinate * stridesA[da]!;
+    if (db >= 0 && batchB[db] !== 1) ib += coordinate * stridesB[db]!;
+  });
+  return [ia, ib];
+}

@@ -8,25 +8,12 @@
 import { describe, expect, it } from 'vitest';
 
 import { Program, type Tensor } from '../src/program.js';
-import { Accumulator, FLOAT32_U, broadcastShape, buildGraphProgram, expectShape, expectWithin, makeRng, product, randomFloats, runGraph, stridesOf, unravel } from './xnnpack-harness.js';
+import { Accumulator, FLOAT32_U, batchOperandIndices, broadcastShape, buildGraphProgram, exactReference, expectShape, expectWithin, makeRng, product, randomFloats, runGraph, stridesOf, unravel, type Reference } from './xnnpack-harness.js';
 import { XNN_FLAG_TRANSPOSE_WEIGHTS, XnnGraphBuilder, type NodeOptions } from './tooling/xnnpack-writer.js';
 
 /** A StaticTranspose (output dim i is input dim perm[i]) or a StaticReshape (0 is the inferred dim). */
 type LayoutStep = { transpose: number[] } | { reshape: number[] };
 
-/**
- * A float64 reference tensor: row-major values over `dims`, and for each element a bound on
- * the error that a float32 computation of it may have.
- */
-interface Reference {
-  dims: number[];
-  values: Float64Array;
-  bounds: Float64Array;
-}
-
-function exactReference(dims: number[], data: ArrayLike<number>): Reference {
-  return { dims: [...dims], values: Float64Array.from(data), bounds: new Float64Array(data.length) };
-}
 
 /** Resolves the inferred dim (0) of a StaticReshape's new shape. */
 function reshapeDims(dims: number[], newShape: number[]): number[] {
@@ -95,23 +82,13 @@ function matmulReference(a: Reference, b: Reference, transposed = false): Refere
   const batchB = b.dims.slice(0, -2);
   const batch = broadcastShape(batchA, batchB);
   if (!batch) throw new Error(`batch dims [${batchA}] and [${batchB}] do not broadcast`);
-  const stridesA = stridesOf(batchA);
-  const stridesB = stridesOf(batchB);
   const batches = product(batch);
   const count = batches * m * n;
   const sums = new Accumulator(count);
   const carried = new Float64Array(count);
 
   for (let bi = 0; bi < batches; bi++) {
-    const index = unravel(bi, batch);
-    let ia = 0;
-    let ib = 0;
-    index.forEach((coordinate, d) => {
-      const da = d - (batch.length - batchA.length);
-      const db = d - (batch.length - batchB.length);
-      if (da >= 0 && batchA[da] !== 1) ia += coordinate * stridesA[da]!;
-      if (db >= 0 && batchB[db] !== 1) ib += coordinate * stridesB[db]!;
-    });
+    const [ia, ib] = batchOperandIndices(bi, batch, batchA, batchB);
 
     for (let r = 0; r < m; r++) {
       for (let c = 0; c < n; c++) {

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 
 import { expectAllClose } from './helpers.js';
 import { Program, type Tensor } from '../src/program.js';
-import { Accumulator, broadcastShape, buildGraphProgram, expectShape, expectWithin, makeRng, product, randomFloats, runGraph, stridesOf, unravel } from './xnnpack-harness.js';
+import { Accumulator, batchOperandIndices, broadcastShape, buildGraphProgram, expectShape, expectWithin, makeRng, product, randomFloats, runGraph } from './xnnpack-harness.js';
 import { XNN_FLAG_TRANSPOSE_WEIGHTS, XNN_INVALID_VALUE_ID, XnnGraphBuilder, type NodeOptions } from './tooling/xnnpack-writer.js';
 
 interface FullyConnectedCase {
@@ -176,20 +176,10 @@ function batchMatmulReference(a: Float32Array, aDims: number[], b: Float32Array,
   const batchA = aDims.slice(0, -2);
   const batchB = bDims.slice(0, -2);
   const batch = broadcastShape(batchA, batchB)!;
-  const stridesA = stridesOf(batchA);
-  const stridesB = stridesOf(batchB);
   const batches = product(batch);
   const sums = new Accumulator(batches * m * n);
   for (let bi = 0; bi < batches; bi++) {
-    const index = unravel(bi, batch);
-    let ia = 0;
-    let ib = 0;
-    index.forEach((coordinate, d) => {
-      const da = d - (batch.length - batchA.length);
-      const db = d - (batch.length - batchB.length);
-      if (da >= 0 && batchA[da] !== 1) ia += coordinate * stridesA[da]!;
-      if (db >= 0 && batchB[db] !== 1) ib += coordinate * stridesB[db]!;
-    });
+    const [ia, ib] = batchOperandIndices(bi, batch, batchA, batchB);
     for (let r = 0; r < m; r++) {
       for (let c = 0; c < n; c++) {
         for (let i = 0; i < k; i++) {

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { Program, type Tensor } from '../src/program.js';
-import { Accumulator, FLOAT32_U, broadcastReference, broadcastShape, buildGraphProgram, expectShape, expectWithin, makeRng, product, randomFloats, saveSeedProgram } from './xnnpack-harness.js';
+import { Accumulator, FLOAT32_U, broadcastReference, broadcastShape, buildGraphProgram, exactReference, expectShape, expectWithin, makeRng, product, randomFloats, saveSeedProgram, type Reference } from './xnnpack-harness.js';
 import { ProgramBuilder } from './tooling/pte-writer.js';
 import { XNN_FLAG_TRANSPOSE_WEIGHTS, XNN_INVALID_VALUE_ID, XnnGraphBuilder, addXnnpackDelegate } from './tooling/xnnpack-writer.js';
 
@@ -20,16 +20,6 @@ interface Range {
   max: number;
 }
 
-/** Float64 values of a tensor, with a bound on the error of a float32 computation of each. */
-interface Reference {
-  dims: number[];
-  values: Float64Array;
-  bounds: Float64Array;
-}
-
-function exactReference(dims: number[], data: ArrayLike<number>): Reference {
-  return { dims: [...dims], values: Float64Array.from(data), bounds: new Float64Array(data.length) };
-}
 
 function clampTo(value: number, range?: Range): number {
   return range ? Math.min(Math.max(value, range.min), range.max) : value;
