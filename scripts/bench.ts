@@ -43,7 +43,7 @@ const images = Number(values.images);
 const rounds = Number(values.rounds);
 for (const [name, value] of [['runs', runs], ['images', images], ['rounds', rounds]] as const) {
   if (!Number.isInteger(value) || value < 1) {
-    process.stderr.write(`bench: --${name} must be a whole number of at least 1, got ${JSON.stringify(values[name])}\n`);
+    process.stderr.write(`bench: invalid --${name} ${JSON.stringify(values[name])}: pass a whole number of at least 1\n`);
     process.exit(2);
   }
 }

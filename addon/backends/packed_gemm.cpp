@@ -77,10 +77,9 @@ constexpr int kLanes = static_cast<int>(sizeof(Vector) / sizeof(float));
 constexpr float kChainStart[6] = {1.0f, 1.1f, 1.2f, 1.3f, 0.999999f, 1e-6f};
 
 // Blocking, after the structure of onnxruntime's MLAS SGEMM (1.31) for packed weights:
-// products run in slices of inner indices by up to kSliceN output columns. Within a slice,
-// the kernel walks the column groups for one row block at a time, so that block's activation
-// values come from cache, and the slice's weights stay in the L2 cache while the row blocks
-// walk them. This was measured on a 2-core Xeon (AVX-512) with the ViT-B/32 layer shapes and
+// products run in slices of inner indices by up to kSliceN output columns. Within a slice the
+// kernel walks the column groups for one row block at a time, so that block's activations
+// come from cache. The slice's weights stay in the L2 cache while the row blocks walk them. This was measured on a 2-core Xeon (AVX-512) with the ViT-B/32 layer shapes and
 // weights far larger than the caches. For 8 images on 2 threads the products took 29-30 ms
 // per image (78 % of the FMA peak), against 32-34 ms for one 32-column panel through all of
 // k with the row blocks inside. Slices of 256 x 128 (MLAS's sizes) ran 1-3 ms slower per
@@ -90,7 +89,8 @@ constexpr float kChainStart[6] = {1.0f, 1.1f, 1.2f, 1.3f, 0.999999f, 1e-6f};
 // ViT-B/32 layer. 3072-deep products of 400 x 768 ran 3-5 % faster in one slice than in four
 // of 768 (each later slice reloads and stores the partial sums), and slices of 256 or 384
 // ran 4-10 % slower than 768.
-constexpr int64_t kSliceBytes = int64_t{5} << 18;  // 1.25 MiB of the 2 MiB L2 cache
+// NOTE: tuned on one machine with 2 MiB of L2 cache per core; not measured on CPUs with less.
+constexpr int64_t kSliceBytes = int64_t{5} << 18;  // 1.25 MiB
 constexpr int64_t kSliceN = 16 * kLanes;
 // Column slices per thread to aim for when n is small, so threads finish together.
 constexpr int64_t kSlicesPerThread = 4;

@@ -61,7 +61,7 @@ inline void apply_activation(const Activation& activation, float* data, size_t c
   }
 }
 
-// row[i] += addend[i]: an Add node's sum, folded into the node before it.
+// Adds `addend` to `row` element by element: an Add node folded into the node before it.
 inline void add_row(float* row, const float* addend, size_t count) {
   for (size_t i = 0; i < count; ++i) row[i] += addend[i];
 }

@@ -26,13 +26,13 @@ const char* datatype_name(ei_xnn::XNNDatatype type) {
 
 Status malformed(const std::string& message) { return Status(ErrorCode::kDelegateFailed, message); }
 
-// True when a node has no output_min_max clamp.
+// Returns true when a node has no output_min_max clamp.
 bool unclamped(const Node& node) {
   return node.output_min == -std::numeric_limits<float>::infinity() &&
          node.output_max == std::numeric_limits<float>::infinity();
 }
 
-// The nodes that read each value, in node order.
+// Returns the nodes that read each value, in node order.
 std::vector<std::vector<uint32_t>> value_readers(const std::vector<Node>& nodes, size_t value_count) {
   std::vector<std::vector<uint32_t>> readers(value_count);
   for (uint32_t n = 0; n < nodes.size(); ++n) {
@@ -701,7 +701,7 @@ void Graph::compute_lifetimes() {
 
 void Graph::elide_layout_nodes() {
   std::vector<std::vector<uint32_t>> readers = value_readers(nodes_, values_.size());
-  // A value handed from one node to the next alone: no other node and not the caller reads it.
+  // True for an intermediate that exactly one node reads and the caller does not.
   auto handed_on = [&](uint32_t value) {
     const Value& v = values_[value];
     return !v.external_output && !v.external_input && v.constant == nullptr && v.first_use >= 0 &&

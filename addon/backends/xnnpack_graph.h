@@ -96,14 +96,14 @@ struct Node {
   // [numel / last dim, last dim]) are read after this node, so only those are computed.
   // 0: all of them.
   int64_t live_rows = 0;
-  // BatchMatrixMultiply only, set at load: chains through which it reads input 0 and input 1
-  // and writes its output ([2]) in place, so that the chains' nodes need not copy.
+  // BatchMatrixMultiply only, set at load: the chains it reads inputs 0 and 1 and writes its
+  // output ([2]) through, so the chains' nodes need not copy.
   LayoutChain chains[3];
   // Set at load on the nodes of such a chain, and on an Add folded into a FullyConnected: the
   // node that does their work.
   int32_t elided_by = -1;
-  // FullyConnected only, set at load (Graph::fold_residual_adds): the Add after it, of this
-  // value and its output, is done as the output is written, into residual_output.
+  // FullyConnected only, set at load (Graph::fold_residual_adds): the value that the folded Add
+  // after it adds to its output, and the Add's output, which the FullyConnected then writes.
   uint32_t residual = kInvalidId;
   uint32_t residual_output = kInvalidId;
   // Values that this node writes besides its outputs (the far end of an output chain), which
@@ -118,13 +118,12 @@ struct CallState {
   std::shared_ptr<std::byte[]> arena;
   size_t arena_bytes = 0;
   std::vector<float> scratch;  // per-node temporary space (im2col columns, attention logits)
-  // Per node: 1 when this call runs the node's combined form, and the nodes it took over at
-  // load (their elided_by) are skipped: a BatchMatrixMultiply reading and writing through its
-  // layout chains, or a FullyConnected adding its residual. 0 when this call's shapes do not
-  // allow it, and the taken-over nodes run.
+  // Per node: 1 when this call runs the node's combined form (a BatchMatrixMultiply through its
+  // layout chains, a FullyConnected with its residual) and skips the nodes whose elided_by is
+  // it. 0 when this call's shapes do not allow that, so those nodes run.
   std::vector<uint8_t> takes_over;
   // The external input shapes (rank, then dims, per input) that the fields above were computed
-  // for; empty when they are not valid.
+  // for, or empty when they are not valid.
   std::vector<int64_t> input_shapes;
 };
 
@@ -158,8 +157,8 @@ class Graph final : public DelegateHandle {
   // Folds an Add of a FullyConnected's output and a value of the same shape (a residual
   // connection) into the FullyConnected, which adds the value as it writes its output.
   void fold_residual_adds();
-  // This call's strided views of a BatchMatrixMultiply's operands and result; false when a
-  // chain cannot be seen as strides for these shapes.
+  // Computes this call's strided views of a BatchMatrixMultiply's operands and result. Returns
+  // false when strides cannot express a chain for these shapes.
   bool chain_views(const Node& node, const CallState& state, StridedView views[3]) const;
   // Packs the constant weights of FullyConnected and Conv2d nodes for packed_linear().
   void pack_constant_weights(const BackendInitContext& context);
@@ -175,8 +174,8 @@ class Graph final : public DelegateHandle {
     int64_t m, n, k;
   };
   LinearShape linear_shape(const Node& node, const CallState& state) const;
-  // The rows FullyConnected node `index` computes for one call, with its residual when the
-  // call takes the Add after it over.
+  // Returns the rows that FullyConnected node `index` computes for one call, with the residual
+  // when this call folds the Add after it.
   RowSegment linear_segment(size_t index, const CallState& state) const;
   // Runs FullyConnected node `index` (packed weights) for several calls in one pass.
   void run_linear_batch(size_t index, std::span<CallState* const> states, ThreadPool* pool) const;

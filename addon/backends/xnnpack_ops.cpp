@@ -177,9 +177,9 @@ void unary_map(const float* in, float* out, size_t count, Op op, ThreadPool* poo
 
 StridedView contiguous_view(const Dims& dims) { return {dims, row_major_strides(dims)}; }
 
-// Sees `view` with the shape `new_dims` (same element count), as a reshape of the tensor it
-// shows would: possible when each run of dimensions that is one contiguous block in memory is
-// split into whole new dimensions. Returns false otherwise.
+// Reshapes `view` to `new_dims` (same element count) as a reshape of its tensor would, and
+// returns false when strides cannot express that. They can when each run of dimensions that
+// is one contiguous block in memory splits into whole new dimensions.
 bool reshape_view(StridedView& view, const Dims& new_dims) {
   if (numel(view.dims) != numel(new_dims) || numel(new_dims) == 0) return false;
   std::vector<std::pair<int64_t, int64_t>> old;  // (size, stride) without dimensions of size 1
@@ -213,8 +213,8 @@ bool reshape_view(StridedView& view, const Dims& new_dims) {
   return true;
 }
 
-// The leading dimension of the last two dimensions of a view as a row-major BLAS matrix, or
-// 0 when its rows are not contiguous. An empty matrix or a single row takes any stride.
+// Returns the leading dimension of a view's last two dimensions as a row-major BLAS matrix,
+// or 0 when its rows are not contiguous. An empty matrix or a single row accepts any stride.
 int64_t matrix_stride(const StridedView& view) {
   size_t rank = view.dims.size();
   if (rank < 2) return 0;
@@ -226,8 +226,8 @@ int64_t matrix_stride(const StridedView& view) {
   return ld >= cols ? ld : 0;
 }
 
-// im2col for convolution group g of one NHWC image (dims `input`, output dims `out_dims`):
-// one row of [kh, kw, group_in] per output pixel, zeros where the window is padding.
+// Writes the im2col rows of convolution group g of one NHWC image (dims `input`, output dims
+// `out_dims`): one row of [kh, kw, group_in] per output pixel, zeros where the window covers padding.
 void im2col(const Node& node, const Dims& input, const Dims& out_dims, const float* image, int64_t g, float* columns,
             ThreadPool* pool) {
   int64_t ih = input[1], iw = input[2], channels = input[3];
@@ -293,8 +293,8 @@ void softmax_rows(const float* x, float* y, size_t rows, int64_t inner) {
   }
 }
 
-// Copies a strided block: out[i] = in[sum(index_d * in_strides_d)] over `dims`; out is
-// row-major.
+// Copies a strided block into row-major `out`: out[i] = in[sum(index_d * in_strides_d)] over
+// `dims`.
 //
 // Dimensions of size 1 are dropped, and neighbours that are contiguous in the input too are
 // merged, so an NCHW to NHWC transpose becomes a 2-D one. Rows whose last dimension is
@@ -380,7 +380,7 @@ void gather_strided(const float* in, const Dims& dims, const Dims& in_strides, f
       int64_t o = static_cast<int64_t>(item) / q_blocks;
       int64_t i0 = static_cast<int64_t>(item) % q_blocks * kTile;
       int64_t i1 = std::min(q_size, i0 + kTile);
-      // The outer index o counts the dimensions other than q and the last; find its offsets.
+      // The outer index o counts the dimensions other than q and the last. Find its offsets.
       int64_t in_base = 0, out_base = 0, rest = o;
       for (size_t d = rank - 1; d-- > 0;) {
         if (static_cast<int64_t>(d) == q) continue;
@@ -767,8 +767,8 @@ Status Graph::prepare_call(CallState& state, std::span<EValue* const> args) cons
       state.data[inputs_[id]] = tensor.numel() == 0 ? nullptr : static_cast<float*>(tensor.data);
     }
   };
-  // A state last prepared for the same input shapes keeps everything that depends on them
-  // only: value shapes, memory plan and fused forms. Binding the program's tensors is left.
+  // A state last prepared for the same input shapes keeps what depends only on them (value
+  // shapes, memory plan, combined forms), so only the program's tensors need binding.
   if (!state.input_shapes.empty() && state.input_shapes == input_shapes) {
     bind_inputs();
     return bind_outputs(state, args);
@@ -885,7 +885,8 @@ bool Graph::chain_views(const Node& node, const CallState& state, StridedView vi
     if (view.dims != state.dims[node.outputs[0]]) return false;
     views[2] = std::move(view);
   }
-  // Operands that are not BLAS matrices are gathered when the product runs; the result must be.
+  // Operands that are not BLAS matrices are gathered when the product runs, but the result
+  // must be one.
   return numel(views[2].dims) > 0 && matrix_stride(views[2]) > 0;
 }
 
@@ -910,7 +911,7 @@ void Graph::execute_batch(ThreadPool* pool, std::span<const std::span<EValue* co
   std::vector<Status> conv_statuses;
   for (size_t n = 0; n < nodes_.size() && !live.empty(); ++n) {
     const Node& node = nodes_[n];
-    // A node that every call has another node do needs no round over the threads.
+    // Skip a node whose work another node does for every call, without a round over the threads.
     if (node.elided_by >= 0 &&
         std::all_of(live.begin(), live.end(), [&](size_t i) { return states[i]->takes_over[static_cast<size_t>(node.elided_by)] != 0; })) {
       continue;

@@ -74,8 +74,8 @@ std::pair<double, double> moments(const T* data, int64_t n, int64_t stride = 1) 
   return {mean, squares / static_cast<double>(n)};
 }
 
-// out[i] = (in[i] - mean) * rstd * weight[i] + bias[i] in double, with each of weight and bias
-// optional. One loop per case, so that compilers vectorize it (out may be in itself).
+// Writes out[i] = (in[i] - mean) * rstd * weight[i] + bias[i] in double, where weight and bias
+// may be null. One loop per case lets compilers vectorize it; out may be the same as in.
 template <typename T>
 void normalize_row(const T* in, T* out, int64_t n, double mean, double rstd, const T* weight, const T* bias) {
   auto normalized = [&](int64_t i) { return (static_cast<double>(in[i]) - mean) * rstd; };
