@@ -16,8 +16,13 @@ namespace ei::xnn {
 namespace {
 
 #if defined(__AVX512F__)
-constexpr int kPanel = 32;
-constexpr int kRows = 14;  // 28 accumulators, 2 weight vectors and a broadcast: 31 of 32 registers
+// A kernel block is kRows rows by kVectors vectors of columns. 9 x 3 keeps 27 sums, 3 weight
+// vectors and a broadcast in 31 of the 32 registers. In batches of 8 ViT-B/32 calls (segments
+// of 50 rows) the products ran 3-5 % faster than with blocks of 14 x 2 (2026-12-05, 2-core
+// Xeon): fewer loads per multiply-add, and 50 rows split into blocks of 9 and 8 where 14 x 2
+// ran blocks of 13 and 12.
+constexpr int kVectors = 3;
+constexpr int kRows = 9;
 using Vector = __m512;
 inline Vector vload(const float* p) { return _mm512_load_ps(p); }
 inline Vector vzero() { return _mm512_setzero_ps(); }
@@ -37,7 +42,7 @@ inline void vstore(float* p, Vector v, int count) {
   }
 }
 #elif defined(__AVX2__) && defined(__FMA__)
-constexpr int kPanel = 16;
+constexpr int kVectors = 2;
 constexpr int kRows = 6;  // 12 accumulators, 2 weight vectors and a broadcast: 15 of 16 registers
 using Vector = __m256;
 inline Vector vload(const float* p) { return _mm256_load_ps(p); }
@@ -61,7 +66,7 @@ inline void vstore(float* p, Vector v, int count) {
   }
 }
 #else
-constexpr int kPanel = 0;
+constexpr int kVectors = 0;
 #endif
 
 std::shared_ptr<float[]> allocate_floats(size_t count) {
@@ -72,6 +77,7 @@ std::shared_ptr<float[]> allocate_floats(size_t count) {
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 constexpr int kLanes = static_cast<int>(sizeof(Vector) / sizeof(float));
+constexpr int kPanel = kVectors * kLanes;
 // Start values, scale and offset of fma_peak_gflops()'s chains: x * 0.999999 + 1e-6 stays
 // near 1, far from overflow and subnormals.
 constexpr float kChainStart[6] = {1.0f, 1.1f, 1.2f, 1.3f, 0.999999f, 1e-6f};
@@ -79,11 +85,13 @@ constexpr float kChainStart[6] = {1.0f, 1.1f, 1.2f, 1.3f, 0.999999f, 1e-6f};
 // Blocking, after the structure of onnxruntime's MLAS SGEMM (1.31) for packed weights:
 // products run in slices of inner indices by up to kSliceN output columns. Within a slice the
 // kernel walks the column groups for one row block at a time, so that block's activations
-// come from cache. The slice's weights stay in the L2 cache while the row blocks walk them. This was measured on a 2-core Xeon (AVX-512) with the ViT-B/32 layer shapes and
-// weights far larger than the caches. For 8 images on 2 threads the products took 29-30 ms
-// per image (78 % of the FMA peak), against 32-34 ms for one 32-column panel through all of
-// k with the row blocks inside. Slices of 256 x 128 (MLAS's sizes) ran 1-3 ms slower per
-// image here.
+// come from cache. The slice's weights stay in the L2 cache while the row blocks walk them.
+// This was measured on a 2-core Xeon (AVX-512) with the ViT-B/32 layer shapes and weights far
+// larger than the caches. For 8 images on 2 threads the products took 29-30 ms per image (78 %
+// of the FMA peak), against 32-34 ms for one 32-column panel through all of k with the row
+// blocks inside. Slices of 256 x 128 (MLAS's sizes) ran 1-3 ms slower per image here, and so
+// did walking the row blocks inside each column group with slices 192 to 384 deep, which keeps
+// a group's weights in the L1 cache (9-17 % slower).
 //
 // A slice is as deep as kSliceBytes of its weights allow: the whole inner dimension for every
 // ViT-B/32 layer. 3072-deep products of 400 x 768 ran 3-5 % faster in one slice than in four
@@ -97,41 +105,39 @@ constexpr int64_t kSlicesPerThread = 4;
 // The kernel prefetches weights this many bytes ahead (16 inner indices) into the L1 cache.
 constexpr int kPrefetchBytes = 1024;
 
-// Adds a[rows, k] * w[k, 2 * kLanes] to a rows x (2 * kLanes) block of c, in order of k. The
-// block's two weight vectors come from two adjacent kLanes-column panels, `low` and
-// `low + panel_stride`. The sums start from the bias on the first slice (`first`) and from
+// Adds a[rows, k] * w[k, Vectors * kLanes] to a rows x (Vectors * kLanes) block of c, in order
+// of k. The block's weight vectors come from adjacent kLanes-column panels, `w`, `w +
+// panel_stride` and so on. The sums start from the bias on the first slice (`first`) and from
 // c's partial sums afterwards, so each output is one sequential sum over the whole inner
 // dimension, whatever the slicing.
-template <int Rows>
-void micro_kernel(int64_t k, const float* a, int64_t lda, const float* low, int64_t panel_stride, bool first,
+template <int Rows, int Vectors>
+void micro_kernel(int64_t k, const float* a, int64_t lda, const float* w, int64_t panel_stride, bool first,
                   const float* bias, float* c, int64_t ldc, int columns) {
-  Vector sum_low[Rows], sum_high[Rows];
-  if (first) {
-    Vector bias_low = bias ? vload_partial(bias, columns) : vzero();
-    Vector bias_high = bias ? vload_partial(bias + kLanes, columns - kLanes) : vzero();
-    for (int r = 0; r < Rows; ++r) {
-      sum_low[r] = bias_low;
-      sum_high[r] = bias_high;
-    }
-  } else {
-    for (int r = 0; r < Rows; ++r) {
-      sum_low[r] = vload_partial(c + r * ldc, columns);
-      sum_high[r] = vload_partial(c + r * ldc + kLanes, columns - kLanes);
-    }
+  Vector sums[Rows][Vectors];
+  for (int v = 0; v < Vectors; ++v) {
+    int count = columns - v * kLanes;
+    Vector start = bias && first ? vload_partial(bias + v * kLanes, count) : vzero();
+    for (int r = 0; r < Rows; ++r) sums[r][v] = first ? start : vload_partial(c + r * ldc + v * kLanes, count);
   }
-  const float* high = low + panel_stride;
   // Row r of a is read as rows[r / 3] + (r % 3) * lda, an address of the form base + index *
-  // scale. One pointer per row would need more than the 16 general registers with 13 rows,
-  // and the compiler spilled three of them, one extra load each per step. Measured alone,
-  // products of 400 x 768 x 3072 ran about 2 % faster this way.
+  // scale. One pointer per row would need more general registers than there are, and the
+  // compiler spilled some of them, one extra load each per step. Measured alone, products of
+  // 400 x 768 x 3072 ran about 2 % faster this way.
   constexpr int kBases = (Rows + 2) / 3;
   const float* rows[kBases];
   for (int i = 0; i < kBases; ++i) rows[i] = a + 3 * i * lda;
   for (int64_t p = 0; p < k; ++p) {
-    _mm_prefetch(reinterpret_cast<const char*>(low + p * kLanes) + kPrefetchBytes, _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(high + p * kLanes) + kPrefetchBytes, _MM_HINT_T0);
-    Vector w_low = vload(low + p * kLanes);
-    Vector w_high = vload(high + p * kLanes);
+    Vector weights[Vectors];
+#if defined(__clang__)
+#pragma unroll
+#else
+#pragma GCC unroll 4
+#endif
+    for (int v = 0; v < Vectors; ++v) {
+      const float* panel = w + v * panel_stride + p * kLanes;
+      _mm_prefetch(reinterpret_cast<const char*>(panel) + kPrefetchBytes, _MM_HINT_T0);
+      weights[v] = vload(panel);
+    }
 #if defined(__clang__)
 #pragma unroll
 #else
@@ -139,35 +145,50 @@ void micro_kernel(int64_t k, const float* a, int64_t lda, const float* low, int6
 #endif
     for (int r = 0; r < Rows; ++r) {
       Vector x = vbroadcast(rows[r / 3] + (r % 3) * lda + p);
-      sum_low[r] = vfma(x, w_low, sum_low[r]);
-      sum_high[r] = vfma(x, w_high, sum_high[r]);
+#if defined(__clang__)
+#pragma unroll
+#else
+#pragma GCC unroll 4
+#endif
+      for (int v = 0; v < Vectors; ++v) sums[r][v] = vfma(x, weights[v], sums[r][v]);
     }
   }
   for (int r = 0; r < Rows; ++r) {
-    vstore(c + r * ldc, sum_low[r], columns);
-    vstore(c + r * ldc + kLanes, sum_high[r], columns - kLanes);
+    for (int v = 0; v < Vectors; ++v) vstore(c + r * ldc + v * kLanes, sums[r][v], columns - v * kLanes);
   }
 }
 
+// Runs the kernel for `rows` rows (1 to Rows) of a block `vectors` vectors wide (1 to
+// kVectors): the last block of a product may be narrower.
 template <int Rows>
-void run_rows(int rows, int64_t k, const float* a, int64_t lda, const float* low, int64_t panel_stride, bool first,
-              const float* bias, float* c, int64_t ldc, int columns) {
+void run_block(int rows, int vectors, int64_t k, const float* a, int64_t lda, const float* w, int64_t panel_stride,
+               bool first, const float* bias, float* c, int64_t ldc, int columns) {
   if constexpr (Rows > 0) {
-    if (rows == Rows) {
-      micro_kernel<Rows>(k, a, lda, low, panel_stride, first, bias, c, ldc, columns);
+    if (rows != Rows) {
+      run_block<Rows - 1>(rows, vectors, k, a, lda, w, panel_stride, first, bias, c, ldc, columns);
+    } else if (vectors >= kVectors) {
+      micro_kernel<Rows, kVectors>(k, a, lda, w, panel_stride, first, bias, c, ldc, columns);
+    } else if (vectors == 2) {
+      micro_kernel<Rows, 2>(k, a, lda, w, panel_stride, first, bias, c, ldc, columns);
     } else {
-      run_rows<Rows - 1>(rows, k, a, lda, low, panel_stride, first, bias, c, ldc, columns);
+      micro_kernel<Rows, 1>(k, a, lda, w, panel_stride, first, bias, c, ldc, columns);
     }
   }
 }
 
-// Columns of the packed layout: n rounded up to a whole number of kernel blocks.
-int64_t aligned_columns(int64_t n) { return (n + 2 * kLanes - 1) / (2 * kLanes) * (2 * kLanes); }
+// Columns of the packed layout: n rounded up to a whole number of panels.
+int64_t aligned_columns(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
 #endif
 
 }  // namespace
 
-int packed_panel_width() { return kPanel; }
+int packed_panel_width() {
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+  return kPanel;
+#else
+  return 0;
+#endif
+}
 
 double fma_peak_gflops(double seconds) {
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -257,7 +278,7 @@ void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const
   const float* data = weights.data.get();
   const float* bias = weights.bias.get();
 
-  // Row blocks of nearly equal size within each segment (50 rows: 13, 13, 12, 12): a short
+  // Row blocks of nearly equal size within each segment (50 rows: 9, 9, 8, 8, 8, 8): a short
   // last block would spend a whole pass over the weight slice on a few rows.
   struct Block {
     const float* a;
@@ -285,7 +306,7 @@ void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const
   // The kernel blocks of columns are dealt into a number of slices that is a multiple of the
   // thread count, each at most kSliceN wide, with at least kSlicesPerThread per thread while
   // blocks last. So 2304 columns on 2 threads make 10 slices of 7 or 8 blocks, not 9 of 8.
-  int64_t block_columns = 2 * kLanes;
+  int64_t block_columns = kPanel;
   int64_t column_blocks = (n + block_columns - 1) / block_columns;
   int64_t threads = pool ? pool->size() : 1;
   int64_t widest = kSliceN / block_columns;
@@ -304,11 +325,11 @@ void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const
         int64_t depth = std::min(slice_depth, k - first_k);
         bool last_slice = first_k + depth == k;
         for (const Block& block : blocks) {
-          for (int64_t group = first_n; group < last_n; group += 2 * kLanes) {
-            int count = static_cast<int>(std::min<int64_t>(2 * kLanes, n - group));
-            float* c = block.c + group;
-            run_rows<kRows>(block.rows, depth, block.a + first_k, block.lda, data + group * k + first_k * kLanes,
-                            k * kLanes, first_k == 0, bias ? bias + group : nullptr, c, block.ldc, count);
+          for (int64_t group = first_n; group < last_n; group += kPanel) {
+            int count = static_cast<int>(std::min<int64_t>(kPanel, n - group));
+            run_block<kRows>(block.rows, (count + kLanes - 1) / kLanes, depth, block.a + first_k, block.lda,
+                             data + group * k + first_k * kLanes, k * kLanes, first_k == 0,
+                             bias ? bias + group : nullptr, block.c + group, block.ldc, count);
           }
           // The block's rows of this column slice are final: apply the activation and add the
           // addend while they are in cache, a whole slice row at a time (long loops vectorize

@@ -17,8 +17,8 @@
 
 namespace ei::xnn {
 
-// Columns per kernel block: two vector registers of floats (AVX-512: 32, AVX2: 16), or 0 when
-// this build has no packed kernel and linear layers use the BLAS.
+// Columns per kernel block: three vector registers of floats with AVX-512 (48), two with AVX2
+// (16), or 0 when this build has no packed kernel and linear layers use the BLAS.
 int packed_panel_width();
 
 // The rate of fused multiply-adds one thread reaches with this build's vectors, in GFLOP/s (two

