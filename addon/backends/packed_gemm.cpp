@@ -305,13 +305,21 @@ void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const
   // Work items are column slices: each thread computes whole slices, all rows and all of k.
   // The kernel blocks of columns are dealt into a number of slices that is a multiple of the
   // thread count, each at most kSliceN wide, with at least kSlicesPerThread per thread while
-  // blocks last. So 2304 columns on 2 threads make 10 slices of 7 or 8 blocks, not 9 of 8.
+  // blocks last. A count up to twice that which deals the blocks out evenly is preferred: a
+  // thread left with a wider last slice keeps the other waiting. So 3072 columns (64 blocks of
+  // 48) on 2 threads make 16 slices of 4 blocks, not 14 of 4 or 5.
   int64_t block_columns = kPanel;
   int64_t column_blocks = (n + block_columns - 1) / block_columns;
   int64_t threads = pool ? pool->size() : 1;
   int64_t widest = kSliceN / block_columns;
   int64_t items = threads * ((column_blocks + threads * widest - 1) / (threads * widest));
   items = std::min(column_blocks, std::max(items, threads * kSlicesPerThread));
+  for (int64_t even = items; even <= std::min(column_blocks, 2 * items); even += threads) {
+    if (column_blocks % even == 0) {
+      items = even;
+      break;
+    }
+  }
   size_t grain = total_rows * n * k < (int64_t{1} << 20) ? static_cast<size_t>(items) : 1;
   parallel_for(pool, static_cast<size_t>(items), grain, [&](size_t begin, size_t end) {
     for (size_t item = begin; item < end; ++item) {

@@ -909,6 +909,10 @@ void Graph::execute_batch(ThreadPool* pool, std::span<const std::span<EValue* co
   }
   std::vector<CallState*> live_states;
   std::vector<Status> conv_statuses;
+  // Nodes that run as one product over every call's rows.
+  auto batched = [](const Node& node) {
+    return node.packed >= 0 && (node.kind == NodeKind::kFullyConnected || node.kind == NodeKind::kConv2d);
+  };
   for (size_t n = 0; n < nodes_.size() && !live.empty(); ++n) {
     const Node& node = nodes_[n];
     // Skip a node whose work another node does for every call, without a round over the threads.
@@ -918,7 +922,7 @@ void Graph::execute_batch(ThreadPool* pool, std::span<const std::span<EValue* co
     }
     if (live.size() == 1) {
       statuses[live.front()] = run_node(n, *states[live.front()], pool);
-    } else if (node.packed >= 0 && (node.kind == NodeKind::kFullyConnected || node.kind == NodeKind::kConv2d)) {
+    } else if (batched(node)) {
       live_states.clear();
       for (size_t i : live) live_states.push_back(states[i].get());
       if (node.kind == NodeKind::kFullyConnected) {
@@ -929,9 +933,18 @@ void Graph::execute_batch(ThreadPool* pool, std::span<const std::span<EValue* co
         for (size_t j = 0; j < live.size(); ++j) statuses[live[j]] = conv_statuses[j];
       }
     } else {
+      // This node and the ones after it up to the next batched product, one call per thread:
+      // each call runs them in order on one thread, so its attention block stays in that
+      // core's cache, and the threads meet once for all of them instead of once per node.
+      size_t last = n + 1;
+      while (last < nodes_.size() && !batched(nodes_[last])) ++last;
       parallel_for(pool, live.size(), 1, [&](size_t begin, size_t end) {
-        for (size_t j = begin; j < end; ++j) statuses[live[j]] = run_node(n, *states[live[j]], nullptr);
+        for (size_t j = begin; j < end; ++j) {
+          CallState& state = *states[live[j]];
+          for (size_t m = n; m < last && statuses[live[j]].ok(); ++m) statuses[live[j]] = run_node(m, state, nullptr);
+        }
       });
+      n = last - 1;
     }
     live.erase(std::remove_if(live.begin(), live.end(), [&](size_t i) { return !statuses[i].ok(); }), live.end());
   }
