@@ -17,10 +17,9 @@ namespace {
 
 #if defined(__AVX512F__)
 // A kernel block is kRows rows by kVectors vectors of columns. 9 x 3 keeps 27 sums, 3 weight
-// vectors and a broadcast in 31 of the 32 registers. In batches of 8 ViT-B/32 calls (segments
-// of 50 rows) the products ran 3-5 % faster than with blocks of 14 x 2 (2026-12-05, 2-core
-// Xeon): fewer loads per multiply-add, and 50 rows split into blocks of 9 and 8 where 14 x 2
-// ran blocks of 13 and 12.
+// vectors and a broadcast in 31 of the 32 registers, and needs fewer loads per multiply-add
+// than 14 x 2. In batches of 8 ViT-B/32 calls (segments of 50 rows) the products ran 3-5 %
+// faster than with blocks of 14 x 2 (2026-12-05, 2-core Xeon).
 constexpr int kVectors = 3;
 constexpr int kRows = 9;
 using Vector = __m512;
@@ -89,9 +88,9 @@ constexpr float kChainStart[6] = {1.0f, 1.1f, 1.2f, 1.3f, 0.999999f, 1e-6f};
 // This was measured on a 2-core Xeon (AVX-512) with the ViT-B/32 layer shapes and weights far
 // larger than the caches. For 8 images on 2 threads the products took 29-30 ms per image (78 %
 // of the FMA peak), against 32-34 ms for one 32-column panel through all of k with the row
-// blocks inside. Slices of 256 x 128 (MLAS's sizes) ran 1-3 ms slower per image here, and so
-// did walking the row blocks inside each column group with slices 192 to 384 deep, which keeps
-// a group's weights in the L1 cache (9-17 % slower).
+// blocks inside. Slices of 256 x 128 (MLAS's sizes) ran 1-3 ms slower per image here. Walking
+// the row blocks inside each column group, with slices 192 to 384 deep so that a group's
+// weights stay in the L1 cache, ran 9-17 % slower.
 //
 // A slice is as deep as kSliceBytes of its weights allow: the whole inner dimension for every
 // ViT-B/32 layer. 3072-deep products of 400 x 768 ran 3-5 % faster in one slice than in four

@@ -94,7 +94,7 @@ inline void apply_activation(const Activation& activation, float* data, size_t c
   float scale = activation.scale;
 #if defined(__AVX512F__)
   // quick_gelu() on 16 lanes, the last ones masked. GCC vectorizes the loop below with 256-bit
-  // vectors only, as its tuning for these CPUs asks; this ran 1.5 times as fast on the
+  // vectors only (its tuning for these CPUs); this ran 1.5 times as fast on the
   // 400 x 3072 QuickGELU outputs of ViT-B/32 (2-core Xeon, 2026-12-05). The bits are
   // quick_gelu()'s: checked on all 2^32 floats when written.
   const __m512 scales = _mm512_set1_ps(scale);

@@ -5,6 +5,7 @@
 #include <limits>
 #include <unordered_map>
 
+#include "backends/attention.h"
 #include "backends/blas.h"
 #include "backends/xnnpack_graph.h"
 #include "runtime/bytes.h"
@@ -557,6 +558,7 @@ Result<std::unique_ptr<Graph>> Graph::load(const BackendInitContext& context) {
   self.limit_rows(context.arg_row_limits);
   self.elide_layout_nodes();
   self.fold_residual_adds();
+  self.fuse_attention();
   self.pack_constant_weights(context);
   self.plan_at_load();
   return result;
@@ -772,6 +774,78 @@ void Graph::fold_residual_adds() {
     linear.early_outputs.push_back(sum);
     values_[sum].allocated_at = static_cast<int32_t>(f);
     add.elided_by = static_cast<int32_t>(f);
+  }
+}
+
+void Graph::fuse_attention() {
+  if (!attention_kernel_available()) return;
+  std::vector<std::vector<uint32_t>> readers = value_readers(nodes_, values_.size());
+  // The one node that reads an intermediate value, or kInvalidId.
+  auto only_reader = [&](uint32_t value) {
+    const Value& v = values_[value];
+    if (v.external_output || v.external_input || v.constant != nullptr || readers[value].size() != 1) return kInvalidId;
+    return readers[value][0];
+  };
+  auto free_node = [](const Node& node) {
+    return unclamped(node) && node.elided_by < 0 && node.live_rows == 0 && node.outputs.size() == 1;
+  };
+  auto far_end = [](const Node& product, size_t i, uint32_t value) {
+    return product.chains[i].value != kInvalidId ? product.chains[i].value : value;
+  };
+  for (uint32_t f = 0; f < nodes_.size(); ++f) {
+    Node& first = nodes_[f];
+    if (first.kind != NodeKind::kBatchMatrixMultiply || !free_node(first) || first.inputs.size() != 2 ||
+        first.inputs[0] == kInvalidId || first.inputs[1] == kInvalidId) {
+      continue;
+    }
+    uint32_t m = only_reader(far_end(first, 2, first.outputs[0]));
+    if (m == kInvalidId || nodes_[m].kind != NodeKind::kMultiply || !free_node(nodes_[m]) || nodes_[m].inputs.size() != 2 ||
+        nodes_[m].inputs[0] == kInvalidId || nodes_[m].inputs[1] == kInvalidId) {
+      continue;
+    }
+    Node& multiply = nodes_[m];
+    uint32_t scores = far_end(first, 2, first.outputs[0]);
+    uint32_t constant = multiply.inputs[0] == scores ? multiply.inputs[1] : multiply.inputs[0];
+    if (constant == scores || values_[constant].constant == nullptr || checked_numel(values_[constant].dims) != 1 ||
+        values_[constant].dims.size() > values_[scores].dims.size()) {
+      continue;
+    }
+    uint32_t s = only_reader(multiply.outputs[0]);
+    if (s == kInvalidId || nodes_[s].kind != NodeKind::kSoftmax || !free_node(nodes_[s])) continue;
+    uint32_t probabilities = nodes_[s].outputs[0];
+    if (only_reader(probabilities) == kInvalidId) continue;
+    // The second product reads the probabilities as its first operand, directly or through its
+    // chain.
+    uint32_t b = kInvalidId;
+    for (uint32_t n = s + 1; n < nodes_.size() && b == kInvalidId; ++n) {
+      const Node& node = nodes_[n];
+      if (node.kind == NodeKind::kBatchMatrixMultiply && node.inputs.size() == 2 && node.inputs[1] != kInvalidId &&
+          far_end(node, 0, node.inputs[0]) == probabilities && node.inputs[1] != probabilities) {
+        b = n;
+      }
+    }
+    if (b == kInvalidId || !free_node(nodes_[b]) || (nodes_[b].flags & kFlagTransposeWeights) != 0) continue;
+    Node& second = nodes_[b];
+    // The first product runs the block, so the values must exist by then.
+    uint32_t values = far_end(second, 1, second.inputs[1]);
+    if (values_[values].first_use >= static_cast<int32_t>(f)) continue;
+
+    // The second product's result (or its output chain's far end) is written by the first.
+    uint32_t result = far_end(second, 2, second.outputs[0]);
+    if (!values_[result].external_output) {
+      auto& early = second.early_outputs;
+      early.erase(std::remove(early.begin(), early.end(), result), early.end());
+      values_[result].allocated_at = static_cast<int32_t>(f);
+      first.early_outputs.push_back(result);
+    }
+    values_[values].last_use = std::max(values_[values].last_use, static_cast<int32_t>(b));
+    for (uint32_t n : {m, s, b}) {
+      nodes_[n].elided_by = static_cast<int32_t>(f);
+      nodes_[n].elided_level = 2;
+    }
+    first.attention_multiply = static_cast<int32_t>(m);
+    first.attention_softmax = static_cast<int32_t>(s);
+    first.attention_product = static_cast<int32_t>(b);
   }
 }
 

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "backends/packed_gemm.h"
@@ -99,9 +100,18 @@ struct Node {
   // BatchMatrixMultiply only, set at load: the chains it reads inputs 0 and 1 and writes its
   // output ([2]) through, so the chains' nodes need not copy.
   LayoutChain chains[3];
-  // Set at load on the nodes of such a chain, and on an Add folded into a FullyConnected: the
-  // node that does their work.
+  // Set at load on the nodes of such a chain, on an Add folded into a FullyConnected and on the
+  // nodes of a fused attention block: the node that does their work. A call skips the node
+  // when that node's takes_over is at least elided_level.
   int32_t elided_by = -1;
+  uint8_t elided_level = 1;
+  // BatchMatrixMultiply only, set at load (Graph::fuse_attention): the Multiply by a
+  // one-element constant, the Softmax and the second BatchMatrixMultiply of the attention block
+  // that this product starts; -1 when it starts none. A call whose shapes allow it runs the
+  // block as one pass per head (takes_over 2).
+  int32_t attention_multiply = -1;
+  int32_t attention_softmax = -1;
+  int32_t attention_product = -1;
   // FullyConnected only, set at load (Graph::fold_residual_adds): the value that the folded Add
   // after it adds to its output, and the Add's output, which the FullyConnected then writes.
   uint32_t residual = kInvalidId;
@@ -120,11 +130,14 @@ struct CallState {
   std::vector<float> scratch;  // per-node temporary space (im2col columns, attention logits)
   // Per node: 1 when this call runs the node's combined form (a BatchMatrixMultiply through its
   // layout chains, a FullyConnected with its residual) and skips the nodes whose elided_by is
-  // it. 0 when this call's shapes do not allow that, so those nodes run.
+  // it; 2 when it also runs the attention block that the node starts. 0 when this call's shapes
+  // do not allow that, so those nodes run.
   std::vector<uint8_t> takes_over;
   // The external input shapes (rank, then dims, per input) that the fields above were computed
   // for, or empty when they are not valid.
   std::vector<int64_t> input_shapes;
+  // The thread that last ran a call with this state.
+  std::thread::id thread;
 };
 
 class Graph final : public DelegateHandle {
@@ -157,9 +170,18 @@ class Graph final : public DelegateHandle {
   // Folds an Add of a FullyConnected's output and a value of the same shape (a residual
   // connection) into the FullyConnected, which adds the value as it writes its output.
   void fold_residual_adds();
+  // Finds attention blocks: a BatchMatrixMultiply whose scores go through a Multiply by a
+  // one-element constant and a Softmax into a second BatchMatrixMultiply, with nothing else
+  // reading them. The first product then runs the block (see attention.h) for calls whose
+  // shapes the fused kernel takes. Needs elide_layout_nodes() first.
+  void fuse_attention();
   // Computes this call's strided views of a BatchMatrixMultiply's operands and result. Returns
   // false when strides cannot express a chain for these shapes.
   bool chain_views(const Node& node, const CallState& state, StridedView views[3]) const;
+  // True when the fused kernel takes this call's attention block that node `index` starts.
+  bool attention_fits(size_t index, const CallState& state) const;
+  // Runs the attention block that node `index` starts as one pass per head.
+  Status run_attention(size_t index, CallState& state) const;
   // Packs the constant weights of FullyConnected and Conv2d nodes for packed_linear().
   void pack_constant_weights(const BackendInitContext& context);
   std::unique_ptr<CallState> acquire_state() const;

@@ -3,11 +3,17 @@
 // node type with XNNPACK's semantics (NHWC convolutions and pooling, numpy broadcasting,
 // a fused output clamp on every node).
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <numeric>
 
+#if defined(__SSE__)
+#include <immintrin.h>
+#endif
+
+#include "backends/attention.h"
 #include "backends/blas.h"
 #include "backends/vector_math.h"
 #include "backends/xnnpack_graph.h"
@@ -694,8 +700,13 @@ std::unique_ptr<CallState> Graph::acquire_state() const {
   {
     std::lock_guard<std::mutex> lock(states_mutex_);
     if (!states_.empty()) {
-      auto state = std::move(states_.back());
-      states_.pop_back();
+      // Preferably one this thread used last: its memory is in this core's cache. Writing lines
+      // that are in the other core's cache waits for them to come over.
+      auto mine = std::find_if(states_.rbegin(), states_.rend(),
+                               [](const std::unique_ptr<CallState>& state) { return state->thread == std::this_thread::get_id(); });
+      auto chosen = mine != states_.rend() ? std::prev(mine.base()) : std::prev(states_.end());
+      auto state = std::move(*chosen);
+      states_.erase(chosen);
       return state;
     }
   }
@@ -703,6 +714,7 @@ std::unique_ptr<CallState> Graph::acquire_state() const {
 }
 
 void Graph::release_state(std::unique_ptr<CallState> state) const {
+  state->thread = std::this_thread::get_id();
   std::lock_guard<std::mutex> lock(states_mutex_);
   states_.push_back(std::move(state));
 }
@@ -832,6 +844,9 @@ Status Graph::prepare_call(CallState& state, std::span<EValue* const> args) cons
       state.takes_over[n] = state.dims[node.residual] == dims && state.dims[node.residual_output] == dims ? 1 : 0;
     }
   }
+  for (size_t n = 0; n < nodes_.size(); ++n) {
+    if (nodes_[n].attention_product >= 0 && attention_fits(n, state)) state.takes_over[n] = 2;
+  }
   state.input_shapes = std::move(input_shapes);
   return Status::Ok();
 }
@@ -890,6 +905,153 @@ bool Graph::chain_views(const Node& node, const CallState& state, StridedView vi
   return numel(views[2].dims) > 0 && matrix_stride(views[2]) > 0;
 }
 
+bool Graph::attention_fits(size_t index, const CallState& state) const {
+  const Node& first = nodes_[index];
+  size_t b = static_cast<size_t>(first.attention_product);
+  if (state.takes_over[index] == 0 || state.takes_over[b] == 0) return false;
+  // The Multiply and the Softmax keep the scores' shape.
+  const Node& multiply = nodes_[static_cast<size_t>(first.attention_multiply)];
+  const Node& softmax = nodes_[static_cast<size_t>(first.attention_softmax)];
+  uint32_t constant = values_[multiply.inputs[0]].constant != nullptr ? multiply.inputs[0] : multiply.inputs[1];
+  uint32_t scores = multiply.inputs[0] == constant ? multiply.inputs[1] : multiply.inputs[0];
+  if (numel(state.dims[constant]) != 1 || state.dims[multiply.outputs[0]] != state.dims[scores] ||
+      state.dims[softmax.outputs[0]] != state.dims[softmax.inputs[0]]) {
+    return false;
+  }
+
+  StridedView a[3], c[3];
+  if (!chain_views(first, state, a) || !chain_views(nodes_[b], state, c)) return false;
+  // Queries [.., m, dk], keys [.., dk, n] (or [.., n, dk]), values [.., n, dv] with contiguous
+  // rows, result [.., m, dv] with contiguous rows, the same heads everywhere.
+  const Dims& out = c[2].dims;
+  size_t rank = out.size();
+  if (rank < 2) return false;
+  for (const StridedView* view : {&a[0], &a[1], &c[1]}) {
+    if (view->dims.size() != rank || !std::equal(out.begin(), out.end() - 2, view->dims.begin())) return false;
+  }
+  bool transposed = (first.flags & kFlagTransposeWeights) != 0;
+  int64_t m = out[rank - 2], dv = out[rank - 1], dk = a[0].dims[rank - 1];
+  int64_t n = transposed ? a[1].dims[rank - 2] : a[1].dims[rank - 1];
+  if (a[0].dims[rank - 2] != m || (transposed ? a[1].dims[rank - 1] : a[1].dims[rank - 2]) != dk ||
+      c[1].dims[rank - 2] != n || c[1].dims[rank - 1] != dv) {
+    return false;
+  }
+
+  if (n < 1 || n > kAttentionMaxKeys || dv > kAttentionMaxValueColumns) return false;
+  if ((dv > 1 && (c[1].strides[rank - 1] != 1 || c[2].strides[rank - 1] != 1))) return false;
+  // Scratch floats: every head's transposed keys and the kernel's own, within the workspace.
+  uint64_t heads = static_cast<uint64_t>(numel(Dims(out.begin(), out.end() - 2)));
+  uint64_t keys = 0, floats = 0;
+  if (dk > (int64_t{1} << 32) || __builtin_mul_overflow(heads, static_cast<uint64_t>(attention_keys_floats(dk)), &keys) ||
+      __builtin_add_overflow(keys, static_cast<uint64_t>(attention_scratch_floats()), &floats)) {
+    return false;
+  }
+  return floats <= max_workspace_bytes_ / sizeof(float);
+}
+
+Status Graph::run_attention(size_t index, CallState& state) const {
+  const Node& first = nodes_[index];
+  const Node& second = nodes_[static_cast<size_t>(first.attention_product)];
+  const Node& multiply = nodes_[static_cast<size_t>(first.attention_multiply)];
+  StridedView a[3], c[3];
+  chain_views(first, state, a);
+  chain_views(second, state, c);
+  auto base = [&](const Node& node, size_t i, uint32_t value) {
+    return node.chains[i].value != kInvalidId ? state.data[node.chains[i].value] : state.data[value];
+  };
+  const float* queries = base(first, 0, first.inputs[0]);
+  const float* keys = base(first, 1, first.inputs[1]);
+  const float* values = base(second, 1, second.inputs[1]);
+  float* result = base(second, 2, second.outputs[0]);
+  uint32_t constant = values_[multiply.inputs[0]].constant != nullptr ? multiply.inputs[0] : multiply.inputs[1];
+  float scale = state.data[constant][0];
+
+  const Dims& out = c[2].dims;
+  size_t rank = out.size();
+  bool transposed = (first.flags & kFlagTransposeWeights) != 0;
+  int64_t m = out[rank - 2], dv = out[rank - 1], dk = a[0].dims[rank - 1];
+  int64_t n = transposed ? a[1].dims[rank - 2] : a[1].dims[rank - 1];
+  int64_t heads = 1;
+  for (size_t d = 0; d + 2 < rank; ++d) heads *= out[d];
+  int64_t keys_floats = attention_keys_floats(dk);
+  // Scratch memory of this thread rather than of the call: a call's state moves between
+  // threads, and writing lines that the other core wrote last waits for them to come over (the
+  // keys' transpose took 1.8 times as long). Needs beyond kThreadScratchFloats use the call's.
+  constexpr size_t kThreadScratchFloats = size_t{1} << 20;
+  thread_local std::vector<float> thread_scratch;
+  size_t floats = static_cast<size_t>(heads * keys_floats + attention_scratch_floats());
+  float* keys_t = nullptr;
+  if (floats <= kThreadScratchFloats) {
+    try {
+      if (thread_scratch.size() < floats) thread_scratch.resize(floats);
+      keys_t = thread_scratch.data();
+    } catch (const std::bad_alloc&) {
+      keys_t = nullptr;
+    }
+  }
+  if (keys_t == nullptr) {
+    EI_RETURN_IF_ERROR(reserve_scratch(state, floats, index, first));
+    keys_t = state.scratch.data();
+  }
+  float* scratch = keys_t + heads * keys_floats;
+  // Each head's offset in each operand.
+  std::vector<std::array<int64_t, 4>> offsets(static_cast<size_t>(heads));
+  for (int64_t h = 0; h < heads; ++h) {
+    int64_t rest = h;
+    std::array<int64_t, 4>& head = offsets[static_cast<size_t>(h)];
+    head.fill(0);
+    for (size_t d = rank - 2; d-- > 0;) {
+      int64_t coordinate = rest % out[d];
+      rest /= out[d];
+      head[0] += coordinate * a[0].strides[d];
+      head[1] += coordinate * a[1].strides[d];
+      head[2] += coordinate * c[1].strides[d];
+      head[3] += coordinate * c[2].strides[d];
+    }
+  }
+  // Key j, element d: [.., dk, n] has j in the last dimension.
+  int64_t key_stride = transposed ? a[1].strides[rank - 2] : a[1].strides[rank - 1];
+  int64_t key_element_stride = transposed ? a[1].strides[rank - 1] : a[1].strides[rank - 2];
+  // First every head's keys, transposed a block of keys at a time across the heads, while the
+  // same rows of the queries and values are fetched into the L2 cache; then the heads. Read
+  // head by head, each row's few lines of each operand were a wait of their own. The heads took
+  // twice as long as with their operands in cache.
+  int64_t value_bytes = dv * static_cast<int64_t>(sizeof(float));
+  int64_t query_bytes = a[0].strides[rank - 1] == 1 ? dk * static_cast<int64_t>(sizeof(float)) : 0;
+  auto prefetch = [](const float* data, int64_t bytes) {
+#if defined(__SSE__)
+    const char* start = reinterpret_cast<const char*>(data);
+    for (int64_t byte = 0; byte < bytes; byte += 64) _mm_prefetch(start + byte, _MM_HINT_T1);
+#else
+    (void)data, (void)bytes;
+#endif
+  };
+  for (int64_t j0 = 0; j0 < n; j0 += kAttentionKeyBlock) {
+    for (int64_t h = 0; h < heads; ++h) {
+      const std::array<int64_t, 4>& head = offsets[static_cast<size_t>(h)];
+      attention_transpose_keys(j0, n, dk, {keys + head[1], key_stride, key_element_stride}, keys_t + h * keys_floats);
+      for (int64_t row = j0; row < std::min(n, j0 + kAttentionKeyBlock); ++row) {
+        prefetch(values + head[2] + row * c[1].strides[rank - 2], value_bytes);
+      }
+      for (int64_t row = j0; row < std::min(m, j0 + kAttentionKeyBlock); ++row) {
+        prefetch(queries + head[0] + row * a[0].strides[rank - 2], query_bytes);
+      }
+    }
+  }
+  for (int64_t row = n; row < m; ++row) {
+    for (int64_t h = 0; h < heads; ++h) {
+      prefetch(queries + offsets[static_cast<size_t>(h)][0] + row * a[0].strides[rank - 2], query_bytes);
+    }
+  }
+  for (int64_t h = 0; h < heads; ++h) {
+    const std::array<int64_t, 4>& head = offsets[static_cast<size_t>(h)];
+    AttentionOperand q{queries + head[0], a[0].strides[rank - 2], a[0].strides[rank - 1]};
+    AttentionOperand v{values + head[2], c[1].strides[rank - 2], 1};
+    attention_head(m, n, dk, dv, q, keys_t + h * keys_floats, scale, v, result + head[3], c[2].strides[rank - 2], scratch);
+  }
+  return Status::Ok();
+}
+
 Status Graph::execute(KernelContext& context, std::span<EValue* const> args) const {
   std::unique_ptr<CallState> state = acquire_state();
   Status status = prepare_call(*state, args);
@@ -917,7 +1079,9 @@ void Graph::execute_batch(ThreadPool* pool, std::span<const std::span<EValue* co
     const Node& node = nodes_[n];
     // Skip a node whose work another node does for every call, without a round over the threads.
     if (node.elided_by >= 0 &&
-        std::all_of(live.begin(), live.end(), [&](size_t i) { return states[i]->takes_over[static_cast<size_t>(node.elided_by)] != 0; })) {
+        std::all_of(live.begin(), live.end(), [&](size_t i) {
+          return states[i]->takes_over[static_cast<size_t>(node.elided_by)] >= node.elided_level;
+        })) {
       continue;
     }
     if (live.size() == 1) {
@@ -933,9 +1097,9 @@ void Graph::execute_batch(ThreadPool* pool, std::span<const std::span<EValue* co
         for (size_t j = 0; j < live.size(); ++j) statuses[live[j]] = conv_statuses[j];
       }
     } else {
-      // This node and the ones after it up to the next batched product, one call per thread:
-      // each call runs them in order on one thread, so its attention block stays in that
-      // core's cache, and the threads meet once for all of them instead of once per node.
+      // This node and the ones after it up to the next batched product, one call per thread.
+      // Each call runs them in order on one thread, so its attention block stays in that core's
+      // cache. The threads meet once for all of them instead of once per node.
       size_t last = n + 1;
       while (last < nodes_.size() && !batched(nodes_[last])) ++last;
       parallel_for(pool, live.size(), 1, [&](size_t begin, size_t end) {
@@ -1053,7 +1217,9 @@ Status Graph::reserve_scratch(CallState& state, uint64_t floats, size_t index, c
 Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
   const Node& node = nodes_[index];
   // A layout node that a product reads or writes through in this call does nothing.
-  if (node.elided_by >= 0 && state.takes_over[static_cast<size_t>(node.elided_by)]) return Status::Ok();
+  if (node.elided_by >= 0 && state.takes_over[static_cast<size_t>(node.elided_by)] >= node.elided_level) {
+    return Status::Ok();
+  }
   auto in = [&](size_t i) { return state.data[node.inputs[i]]; };
   auto in_dims = [&](size_t i) -> const Dims& { return state.dims[node.inputs[i]]; };
   float* out = state.data[node.outputs[0]];
@@ -1126,6 +1292,7 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
     }
 
     case NodeKind::kBatchMatrixMultiply: {
+      if (state.takes_over[index] == 2) return run_attention(index, state);
       // Operands and result as strided views: through the layout chains when this call uses
       // them (Graph::elide_layout_nodes), else the values themselves.
       StridedView views[3];

@@ -11,6 +11,10 @@ namespace ei {
 
 namespace {
 
+// Calls per thread from which a batch runs in shares, one share per thread (see
+// Program::execute_batch); smaller batches split each node's work between the threads.
+constexpr size_t kCallsPerThreadShare = 3;
+
 using flatbuffers::uoffset_t;
 
 // Kernels read bool elements as C++ bool, for which only the bytes 0 and 1 are valid. Bytes
@@ -736,10 +740,24 @@ std::vector<Result<std::vector<IoValue>>> Program::execute_batch(std::string_vie
   }
 
   ThreadPool::CallScope call_scope(pool_.get());
+  size_t threads = pool_ ? static_cast<size_t>(pool_->size()) : 1;
   if (plan.has_jumps) {
-    for (Call& call : calls) run(plan, std::span<Call>(&call, 1));
+    for (Call& call : calls) run(plan, std::span<Call>(&call, 1), pool_.get());
+  } else if (threads > 1 && calls.size() >= kCallsPerThreadShare * threads) {
+    // A large batch is dealt out to the threads in shares, and each thread runs its share
+    // through the whole method by itself. Each call's values then stay in one core's cache from
+    // one node to the next. Split node by node between the threads, about half of every operand
+    // first had to come over from the other core. Each thread reads all the weights, once per
+    // share. With 8 concurrent ViT-B/32 calls on 2 threads this made 2-4 % more images per
+    // second (2026-12-05).
+    parallel_for(pool_.get(), threads, 1, [&](size_t begin, size_t end) {
+      for (size_t share = begin; share < end; ++share) {
+        size_t first = share * calls.size() / threads, last = (share + 1) * calls.size() / threads;
+        run(plan, std::span<Call>(calls.data() + first, last - first), nullptr);
+      }
+    });
   } else {
-    run(plan, calls);
+    run(plan, calls, pool_.get());
   }
 
   {
@@ -892,7 +910,7 @@ Result<IoValue> collect_output(size_t index, const EValue& value) {
 
 }  // namespace
 
-void Program::run(MethodPlan& plan, std::span<Call> calls) {
+void Program::run(MethodPlan& plan, std::span<Call> calls, ThreadPool* pool) {
   const auto* flat_inputs = plan.plan->inputs();
   size_t input_count = flat_inputs == nullptr ? 0 : flat_inputs->size();
   std::vector<Call*> live;
@@ -922,10 +940,10 @@ void Program::run(MethodPlan& plan, std::span<Call> calls) {
   auto for_each_call = [&](auto&& step) {
     if (live.size() == 1) {
       KernelContext context;
-      context.pool = pool_.get();
+      context.pool = pool;
       live.front()->status = step(*live.front(), context);
     } else {
-      parallel_for(pool_.get(), live.size(), 1, [&](size_t begin, size_t end) {
+      parallel_for(pool, live.size(), 1, [&](size_t begin, size_t end) {
         KernelContext context;
         for (size_t i = begin; i < end; ++i) live[i]->status = step(*live[i], context);
       });
@@ -993,14 +1011,14 @@ void Program::run(MethodPlan& plan, std::span<Call> calls) {
           if (live.empty()) break;
           if (live.size() == 1) {
             KernelContext context;
-            context.pool = pool_.get();
+            context.pool = pool;
             Status status = plan.delegates[index]->execute(context, live.front()->args);
             if (!status.ok()) live.front()->status = status.with_context(context_text());
           } else {
             batch_args.clear();
             for (Call* item : live) batch_args.emplace_back(item->args);
             batch_statuses.assign(live.size(), Status::Ok());
-            plan.delegates[index]->execute_batch(pool_.get(), batch_args, batch_statuses);
+            plan.delegates[index]->execute_batch(pool, batch_args, batch_statuses);
             for (size_t i = 0; i < live.size(); ++i) {
               if (!batch_statuses[i].ok()) live[i]->status = batch_statuses[i].with_context(context_text());
             }

@@ -182,8 +182,9 @@ class Program {
   };
   // Runs the calls side by side, one instruction at a time; a call that fails stops and the
   // others go on. Calls must not take different paths: several calls need a method without
-  // jumps (MethodPlan::has_jumps).
-  void run(MethodPlan& plan, std::span<Call> calls);
+  // jumps (MethodPlan::has_jumps). Kernels and delegates split their work over `pool`, or run
+  // on the calling thread when it is null.
+  void run(MethodPlan& plan, std::span<Call> calls, ThreadPool* pool);
 
   std::unique_ptr<DataSource> source_;
   LoadOptions options_;
