@@ -312,7 +312,12 @@ void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const
   int64_t threads = pool ? pool->size() : 1;
   int64_t widest = kSliceN / block_columns;
   int64_t items = threads * ((column_blocks + threads * widest - 1) / (threads * widest));
-  items = std::min(column_blocks, std::max(items, threads * kSlicesPerThread));
+  items = std::max(items, threads * kSlicesPerThread);
+  // Enough slices that each one's weights fit kSliceBytes through all of k: one thread with
+  // the 3072-deep products of ViT-B/32 would otherwise run 4 slices of 192 columns, each in two
+  // halves of k.
+  int64_t column_bytes = k * block_columns * static_cast<int64_t>(sizeof(float));
+  items = std::min(column_blocks, std::max(items, (column_blocks * column_bytes + kSliceBytes - 1) / kSliceBytes));
   for (int64_t even = items; even <= std::min(column_blocks, 2 * items); even += threads) {
     if (column_blocks % even == 0) {
       items = even;
