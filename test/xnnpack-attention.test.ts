@@ -1,5 +1,5 @@
 /**
- * The fused attention block (addon/backends/attention.cpp): a BatchMatrixMultiply of the
+ * The fused attention block (addon/backends/attention.cpp). It is a BatchMatrixMultiply of the
  * queries by the transposed keys, a Multiply by the scale, a Softmax and a BatchMatrixMultiply
  * by the values, with the heads split and merged by reshapes and transposes as
  * test/tooling/clip-program.ts lowers transformers' CLIP attention. The backend runs the block
@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Program, type Tensor } from '../src/index.js';
-import { XnnGraphBuilder } from './tooling/xnnpack-writer.js';
+import { XNN_FLAG_TRANSPOSE_WEIGHTS, XnnGraphBuilder } from './tooling/xnnpack-writer.js';
 import { buildGraphProgram, expectShape, expectWithin, FLOAT32_U, makeRng, randomFloats, runGraph } from './xnnpack-harness.js';
 
 interface Sizes {
@@ -139,6 +139,121 @@ describe('attention block', () => {
       expectShape(result, [1, m, h * dv]);
       expectWithin(result!.data as Float32Array, expected.values, (i) => 2 * expected.bounds[i]!, label);
     });
+  });
+
+  it('gives NaN everywhere a NaN key reaches, as the separate nodes do', async () => {
+    // A NaN score makes its row's sum NaN, so every output of the row is NaN. The fused
+    // softmax once dropped it (found in a review, 2026-12-05).
+    for (const n of [4, 65]) {
+      const sizes: Sizes = { heads: 1, m: 3, n, dk: 4, dv: 4 };
+      const rng = makeRng(7300 + n);
+      const q = randomFloats(rng, 3 * 4);
+      const k = randomFloats(rng, n * 4);
+      const v = randomFloats(rng, n * 4);
+      k[5] = Number.NaN;
+      const [result] = await runGraph(buildAttention(sizes, 0.5), [q, k, v]);
+      const values = Array.from(result!.data as Float32Array);
+      expect(values.every((value) => Number.isNaN(value)), `${n} keys: ${values.join(', ')}`).toBe(true);
+    }
+  });
+
+  /**
+   * Runs q [2, m, 4] times k [2, n, 4] (the product with the transpose flag), then what `build`
+   * adds up to the probabilities, then their product with v. Returns the output and the float64
+   * `expected` of it.
+   */
+  async function layoutCase(m: number, n: number, build: (g: XnnGraphBuilder, scores: number) => { probabilities: number; vRows: number; outRows: number },
+    expected: (probabilities: Float64Array[], v: Float32Array) => Float64Array) {
+    const graph = new XnnGraphBuilder();
+    const q = graph.input([2, m, 4]);
+    const k = graph.input([2, n, 4]);
+    const scores = graph.binary('XNNBatchMatrixMultiply', q, k, graph.intermediate([2, m, n]), XNN_FLAG_TRANSPOSE_WEIGHTS);
+    const { probabilities, vRows, outRows } = build(graph, scores);
+    const v = graph.input([2, vRows, 3]);
+    graph.binary('XNNBatchMatrixMultiply', probabilities, v, graph.output([2, outRows, 3]));
+    const rng = makeRng(7400 + m + n);
+    const qData = randomFloats(rng, 2 * m * 4, -2, 2);
+    const kData = randomFloats(rng, 2 * n * 4, -2, 2);
+    const vData = randomFloats(rng, 2 * vRows * 3);
+    const rows: Float64Array[] = [];
+    for (let head = 0; head < 2; head++) {
+      const s = new Float64Array(m * n);
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) {
+          let sum = 0;
+          for (let d = 0; d < 4; d++) sum += qData[(head * m + i) * 4 + d]! * kData[(head * n + j) * 4 + d]!;
+          s[i * n + j] = 0.5 * sum;
+        }
+      }
+      rows.push(s);
+    }
+    const [result] = await runGraph(graph, [qData, kData, vData]);
+    return { result: result!.data as Float32Array, want: expected(rows, vData) };
+  }
+
+  /** Softmax of each row of `scores` (rows of `width`). */
+  function softmaxRows(scores: Float64Array, width: number): Float64Array {
+    const out = new Float64Array(scores.length);
+    for (let r = 0; r < scores.length / width; r++) {
+      const row = scores.subarray(r * width, (r + 1) * width);
+      const max = Math.max(...row);
+      const e = Array.from(row, (x) => Math.exp(x - max));
+      const total = e.reduce((a, b) => a + b, 0);
+      e.forEach((x, j) => (out[r * width + j] = x / total));
+    }
+    return out;
+  }
+
+  it('keeps probabilities that are transposed between the softmax and the product', async () => {
+    // out = softmax(q k^T)^T v with m = n, so the shapes fit the fused kernel but the layout
+    // does not (found in a review, 2026-12-05).
+    const m = 5;
+    const { result, want } = await layoutCase(m, m, (graph, scores) => {
+      const scaled = graph.binary('XNNMultiply', scores, graph.constant([], [0.5]), graph.intermediate([2, m, m]));
+      const p = graph.unary('XNNSoftmax', scaled, graph.intermediate([2, m, m]));
+      return { probabilities: graph.transpose([0, 2, 1], p, graph.intermediate([2, m, m])), vRows: m, outRows: m };
+    }, (scores, v) => {
+      const out = new Float64Array(2 * m * 3);
+      scores.forEach((s, head) => {
+        const p = softmaxRows(s, m);
+        for (let j = 0; j < m; j++) {
+          for (let e = 0; e < 3; e++) {
+            let sum = 0;
+            for (let i = 0; i < m; i++) sum += p[i * m + j]! * v[(head * m + i) * 3 + e]!;
+            out[(head * m + j) * 3 + e] = sum;
+          }
+        }
+      });
+      return out;
+    });
+    expectWithin(result, want, () => 1e-5, 'transposed probabilities');
+  });
+
+  it('keeps a softmax over scores regrouped into longer rows', async () => {
+    // The scores are reshaped to [2, m * n] for the softmax and back to [2, m, n] after it:
+    // each softmax row spans all of a head's scores.
+    const m = 3;
+    const n = 4;
+    const { result, want } = await layoutCase(m, n, (graph, scores) => {
+      const flat = graph.reshape([2, m * n], scores, graph.intermediate([2, m * n]));
+      const scaled = graph.binary('XNNMultiply', flat, graph.constant([], [0.5]), graph.intermediate([2, m * n]));
+      const p = graph.unary('XNNSoftmax', scaled, graph.intermediate([2, m * n]));
+      return { probabilities: graph.reshape([2, m, n], p, graph.intermediate([2, m, n])), vRows: n, outRows: m };
+    }, (scores, v) => {
+      const out = new Float64Array(2 * m * 3);
+      scores.forEach((s, head) => {
+        const p = softmaxRows(s, m * n);
+        for (let i = 0; i < m; i++) {
+          for (let e = 0; e < 3; e++) {
+            let sum = 0;
+            for (let j = 0; j < n; j++) sum += p[i * n + j]! * v[(head * n + j) * 3 + e]!;
+            out[(head * m + i) * 3 + e] = sum;
+          }
+        }
+      });
+      return out;
+    });
+    expectWithin(result, want, () => 1e-5, 'regrouped softmax');
   });
 
   it('matches float64 for 8 concurrent calls on 2 threads and on 1', async () => {

@@ -112,6 +112,28 @@ describe('QuickGELU fold', () => {
     expect(bits(folded.outputs[0]!.data as Float32Array)).toEqual(bits(y.data as Float32Array));
   });
 
+  it('gives NaN where the scaled input is NaN, folded or not', async () => {
+    // With a NaN scale every x * c is NaN, and so is x * sigmoid(NaN): the 16-lane epilogue
+    // once clamped the NaN away and gave x (found in a review, 2026-12-05).
+    for (const exposeScaled of [false, true]) {
+      const graph = new XnnGraphBuilder();
+      const xIn = graph.input([1, 1, 20]);
+      const identity = new Float32Array(20 * 20);
+      for (let i = 0; i < 20; i++) identity[i * 20 + i] = 1;
+      const x = graph.intermediate([1, 1, 20]);
+      graph.fullyConnected(xIn, graph.constant([20, 20], identity), graph.constant([20], new Float32Array(20)), x);
+      const t = exposeScaled ? graph.output([1, 1, 20]) : graph.intermediate([1, 1, 20]);
+      graph.binary('XNNMultiply', x, graph.constant([], [Number.NaN]), t);
+      const s = graph.intermediate([1, 1, 20]);
+      graph.unary('XNNSigmoid', t, s);
+      const y = graph.output([1, 1, 20]);
+      graph.binary('XNNMultiply', x, s, y);
+      const outputs = await runGraph(graph, [Float32Array.from({ length: 20 }, (_, i) => i - 9.5)]);
+      const result = outputs[exposeScaled ? 1 : 0]!.data as Float32Array;
+      expect(Array.from(result).every((value) => Number.isNaN(value)), `${exposeScaled ? 'unfolded' : 'folded'}: ${Array.from(result).join(', ')}`).toBe(true);
+    }
+  });
+
   it('leaves x to a third reader', async () => {
     const { outputs, gelu, linear, bound } = await run({ rows: 3, k: 11, n: 9, filter: 'constant', extraReader: true }, 7300);
     expectWithin(outputs[0]!.data as Float32Array, gelu, bound, 'QuickGELU output');

@@ -938,6 +938,25 @@ bool Graph::attention_fits(size_t index, const CallState& state) const {
   }
 
   if (n < 1 || n > kAttentionMaxKeys || dv > kAttentionMaxValueColumns) return false;
+  // The scores are written, and the probabilities read, in row-major [.., m, n] order, and the
+  // Softmax runs over their last dimension: the keys. A chain that transposes or regroups
+  // them (a softmax over other rows) keeps the separate nodes.
+  auto row_major = [](const StridedView& view) {
+    int64_t expected = 1;
+    for (size_t d = view.dims.size(); d-- > 0;) {
+      if (view.dims[d] != 1 && view.strides[d] != expected) return false;
+      expected *= view.dims[d];
+    }
+    return true;
+  };
+  for (const StridedView* view : {&a[2], &c[0]}) {
+    if (view->dims.size() != rank || !std::equal(out.begin(), out.end() - 2, view->dims.begin()) ||
+        view->dims[rank - 2] != m || view->dims[rank - 1] != n || !row_major(*view)) {
+      return false;
+    }
+  }
+  const Dims& softmax_dims = state.dims[softmax.inputs[0]];
+  if (softmax_dims.empty() || softmax_dims.back() != n) return false;
   if ((dv > 1 && (c[1].strides[rank - 1] != 1 || c[2].strides[rank - 1] != 1))) return false;
   // Scratch floats: every head's transposed keys and the kernel's own, within the workspace.
   uint64_t heads = static_cast<uint64_t>(numel(Dims(out.begin(), out.end() - 2)));
@@ -994,21 +1013,19 @@ Status Graph::run_attention(size_t index, CallState& state) const {
     keys_t = state.scratch.data();
   }
   float* scratch = keys_t + heads * keys_floats;
-  // Each head's offset in each operand.
-  std::vector<std::array<int64_t, 4>> offsets(static_cast<size_t>(heads));
-  for (int64_t h = 0; h < heads; ++h) {
-    int64_t rest = h;
-    std::array<int64_t, 4>& head = offsets[static_cast<size_t>(h)];
-    head.fill(0);
+  // A head's offset in each operand: queries, keys, values, result.
+  auto head_offsets = [&](int64_t h) {
+    std::array<int64_t, 4> offsets{0, 0, 0, 0};
     for (size_t d = rank - 2; d-- > 0;) {
-      int64_t coordinate = rest % out[d];
-      rest /= out[d];
-      head[0] += coordinate * a[0].strides[d];
-      head[1] += coordinate * a[1].strides[d];
-      head[2] += coordinate * c[1].strides[d];
-      head[3] += coordinate * c[2].strides[d];
+      int64_t coordinate = h % out[d];
+      h /= out[d];
+      offsets[0] += coordinate * a[0].strides[d];
+      offsets[1] += coordinate * a[1].strides[d];
+      offsets[2] += coordinate * c[1].strides[d];
+      offsets[3] += coordinate * c[2].strides[d];
     }
-  }
+    return offsets;
+  };
   // Key j, element d: [.., dk, n] has j in the last dimension.
   int64_t key_stride = transposed ? a[1].strides[rank - 2] : a[1].strides[rank - 1];
   int64_t key_element_stride = transposed ? a[1].strides[rank - 1] : a[1].strides[rank - 2];
@@ -1028,7 +1045,7 @@ Status Graph::run_attention(size_t index, CallState& state) const {
   };
   for (int64_t j0 = 0; j0 < n; j0 += kAttentionKeyBlock) {
     for (int64_t h = 0; h < heads; ++h) {
-      const std::array<int64_t, 4>& head = offsets[static_cast<size_t>(h)];
+      std::array<int64_t, 4> head = head_offsets(h);
       attention_transpose_keys(j0, n, dk, {keys + head[1], key_stride, key_element_stride}, keys_t + h * keys_floats);
       for (int64_t row = j0; row < std::min(n, j0 + kAttentionKeyBlock); ++row) {
         prefetch(values + head[2] + row * c[1].strides[rank - 2], value_bytes);
@@ -1039,12 +1056,10 @@ Status Graph::run_attention(size_t index, CallState& state) const {
     }
   }
   for (int64_t row = n; row < m; ++row) {
-    for (int64_t h = 0; h < heads; ++h) {
-      prefetch(queries + offsets[static_cast<size_t>(h)][0] + row * a[0].strides[rank - 2], query_bytes);
-    }
+    for (int64_t h = 0; h < heads; ++h) prefetch(queries + head_offsets(h)[0] + row * a[0].strides[rank - 2], query_bytes);
   }
   for (int64_t h = 0; h < heads; ++h) {
-    const std::array<int64_t, 4>& head = offsets[static_cast<size_t>(h)];
+    std::array<int64_t, 4> head = head_offsets(h);
     AttentionOperand q{queries + head[0], a[0].strides[rank - 2], a[0].strides[rank - 1]};
     AttentionOperand v{values + head[2], c[1].strides[rank - 2], 1};
     attention_head(m, n, dk, dv, q, keys_t + h * keys_floats, scale, v, result + head[3], c[2].strides[rank - 2], scratch);

@@ -2,6 +2,7 @@
 // execution (the instruction loop over a method instance).
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "program_generated.h"
 #include "runtime/program.h"
@@ -753,7 +754,16 @@ std::vector<Result<std::vector<IoValue>>> Program::execute_batch(std::string_vie
     parallel_for(pool_.get(), threads, 1, [&](size_t begin, size_t end) {
       for (size_t share = begin; share < end; ++share) {
         size_t first = share * calls.size() / threads, last = (share + 1) * calls.size() / threads;
-        run(plan, std::span<Call>(calls.data() + first, last - first), nullptr);
+        std::span<Call> part(calls.data() + first, last - first);
+        // A share may run on a pool thread, where an exception would end the process: memory
+        // running out fails the share's calls instead.
+        try {
+          run(plan, part, nullptr);
+        } catch (const std::bad_alloc&) {
+          for (Call& call : part) {
+            if (call.status.ok()) call.status = error(ErrorCode::kOutOfMemory, "out of memory while running the call");
+          }
+        }
       }
     });
   } else {
