@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <exception>
+#include <utility>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -54,7 +56,14 @@ void ThreadPool::run_chunks() {
   const auto* body = body_.load(std::memory_order_relaxed);
   running_chunks = true;
   for (size_t begin = next_.fetch_add(chunk); begin < count; begin = next_.fetch_add(chunk)) {
-    (*body)(begin, std::min(count, begin + chunk));
+    // An exception leaving a worker thread would end the process (memory running out inside a
+    // loop, for example): the first one is kept for parallel_for() to rethrow on its caller.
+    try {
+      (*body)(begin, std::min(count, begin + chunk));
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!failure_) failure_ = std::current_exception();
+    }
   }
   running_chunks = false;
 }
@@ -116,6 +125,12 @@ void ThreadPool::parallel_for(size_t count, size_t grain, const std::function<vo
   run_chunks();
   open_generation_.store(0);
   while (active_.load() != 0) cpu_relax();
+  std::exception_ptr failure;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    failure = std::exchange(failure_, nullptr);
+  }
+  if (failure) std::rethrow_exception(failure);
 }
 
 void parallel_for(ThreadPool* pool, size_t count, size_t grain, const std::function<void(size_t, size_t)>& body) {

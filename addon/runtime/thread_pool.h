@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <cstddef>
 #include <functional>
 #include <mutex>
@@ -23,7 +24,7 @@ class ThreadPool {
 
   // Runs body(begin, end) over [0, count) in chunks of at least `grain` items, taken by the
   // calling thread and the workers as each finishes its last one, and returns when all are
-  // done. While the pool runs another thread's loop, the call runs body(0, count) on the
+  // done. The first exception a chunk throws is rethrown here once every chunk has run. While the pool runs another thread's loop, the call runs body(0, count) on the
   // calling thread alone.
   void parallel_for(size_t count, size_t grain, const std::function<void(size_t, size_t)>& body);
 
@@ -63,6 +64,7 @@ class ThreadPool {
   std::atomic<uint64_t> open_generation_{0}; // the loop workers may still join, or 0
   std::atomic<int> active_{0};               // workers inside the current loop
   std::atomic<bool> stopping_{false};
+  std::exception_ptr failure_;               // the current loop's first exception; guarded by mutex_
 };
 
 // Runs body over [0, count) on `pool` when it is worth it, else on the calling thread.
