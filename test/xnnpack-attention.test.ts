@@ -3,8 +3,8 @@
  * queries by the transposed keys, a Multiply by the scale, a Softmax and a BatchMatrixMultiply
  * by the values, with the heads split and merged by reshapes and transposes as
  * test/tooling/clip-program.ts lowers transformers' CLIP attention. The backend runs the block
- * as one pass per head when the shapes fit the kernel (at most 64 keys and 64 value columns)
- * and as separate nodes otherwise; both must match a float64 computation.
+ * as one pass per head when the shapes fit the kernel (at most 64 keys and 64 value columns),
+ * and as separate nodes otherwise. Both must match a float64 computation.
  */
 import { describe, expect, it } from 'vitest';
 import { Program, type Tensor } from '../src/index.js';
@@ -13,9 +13,9 @@ import { buildGraphProgram, expectShape, expectWithin, FLOAT32_U, makeRng, rando
 
 interface Sizes {
   heads: number;
-  /** Queries. */
+  /** Query count. */
   m: number;
-  /** Keys and values. */
+  /** Key count, which is also the value count. */
   n: number;
   /** Query and key dims per head. */
   dk: number;
@@ -110,7 +110,7 @@ function attentionReference({ heads: h, m, n, dk, dv }: Sizes, scale: number, q:
 interface Case {
   label: string;
   sizes: Sizes;
-  /** Multiplies the queries, widening the softmax. */
+  /** Factor on the queries, which widens the softmax. */
   spread?: number;
 }
 
@@ -141,9 +141,9 @@ describe('attention block', () => {
     });
   });
 
-  it('gives NaN everywhere a NaN key reaches, as the separate nodes do', async () => {
-    // A NaN score makes its row's sum NaN, so every output of the row is NaN. The fused
-    // softmax once dropped it (found in a review, 2026-12-05).
+  it('NaN key gives NaN rows', async () => {
+    // A NaN score makes its row's sum NaN, so every output of the row is NaN, fused (4 keys)
+    // or not (65 keys).
     for (const n of [4, 65]) {
       const sizes: Sizes = { heads: 1, m: 3, n, dk: 4, dv: 4 };
       const rng = makeRng(7300 + n);
@@ -157,25 +157,37 @@ describe('attention block', () => {
     }
   });
 
+  /** What a layout case adds between the scores and the second product. */
+  interface LayoutSteps {
+    probabilities: number;
+    valueRows: number;
+    outputRows: number;
+  }
+
   /**
-   * Runs q [2, m, 4] times k [2, n, 4] (the product with the transpose flag), then what `build`
-   * adds up to the probabilities, then their product with v. Returns the output and the float64
-   * `expected` of it.
+   * Runs q [2, m, 4] times k [2, n, 4] (the product with the transpose flag), then the steps
+   * that `build` adds up to the probabilities, then their product with v [2, valueRows, 3].
+   * Returns the output and `expected` of the float64 scores (0.5 q k^T, one [m, n] per head).
    */
-  async function layoutCase(m: number, n: number, build: (g: XnnGraphBuilder, scores: number) => { probabilities: number; vRows: number; outRows: number },
-    expected: (probabilities: Float64Array[], v: Float32Array) => Float64Array) {
+  async function layoutCase(
+    m: number,
+    n: number,
+    build: (graph: XnnGraphBuilder, scores: number) => LayoutSteps,
+    expected: (scores: Float64Array[], v: Float32Array) => Float64Array,
+  ) {
     const graph = new XnnGraphBuilder();
     const q = graph.input([2, m, 4]);
     const k = graph.input([2, n, 4]);
     const scores = graph.binary('XNNBatchMatrixMultiply', q, k, graph.intermediate([2, m, n]), XNN_FLAG_TRANSPOSE_WEIGHTS);
-    const { probabilities, vRows, outRows } = build(graph, scores);
-    const v = graph.input([2, vRows, 3]);
-    graph.binary('XNNBatchMatrixMultiply', probabilities, v, graph.output([2, outRows, 3]));
+    const { probabilities, valueRows, outputRows } = build(graph, scores);
+    const v = graph.input([2, valueRows, 3]);
+    graph.binary('XNNBatchMatrixMultiply', probabilities, v, graph.output([2, outputRows, 3]));
+
     const rng = makeRng(7400 + m + n);
     const qData = randomFloats(rng, 2 * m * 4, -2, 2);
     const kData = randomFloats(rng, 2 * n * 4, -2, 2);
-    const vData = randomFloats(rng, 2 * vRows * 3);
-    const rows: Float64Array[] = [];
+    const vData = randomFloats(rng, 2 * valueRows * 3);
+    const headScores: Float64Array[] = [];
     for (let head = 0; head < 2; head++) {
       const s = new Float64Array(m * n);
       for (let i = 0; i < m; i++) {
@@ -185,13 +197,13 @@ describe('attention block', () => {
           s[i * n + j] = 0.5 * sum;
         }
       }
-      rows.push(s);
+      headScores.push(s);
     }
     const [result] = await runGraph(graph, [qData, kData, vData]);
-    return { result: result!.data as Float32Array, want: expected(rows, vData) };
+    return { result: result!.data as Float32Array, want: expected(headScores, vData) };
   }
 
-  /** Softmax of each row of `scores` (rows of `width`). */
+  /** Returns the softmax of each row of `scores` (rows of `width`). */
   function softmaxRows(scores: Float64Array, width: number): Float64Array {
     const out = new Float64Array(scores.length);
     for (let r = 0; r < scores.length / width; r++) {
@@ -204,60 +216,68 @@ describe('attention block', () => {
     return out;
   }
 
-  it('keeps probabilities that are transposed between the softmax and the product', async () => {
-    // out = softmax(q k^T)^T v with m = n, so the shapes fit the fused kernel but the layout
-    // does not (found in a review, 2026-12-05).
-    const m = 5;
-    const { result, want } = await layoutCase(m, m, (graph, scores) => {
-      const scaled = graph.binary('XNNMultiply', scores, graph.constant([], [0.5]), graph.intermediate([2, m, m]));
-      const p = graph.unary('XNNSoftmax', scaled, graph.intermediate([2, m, m]));
-      return { probabilities: graph.transpose([0, 2, 1], p, graph.intermediate([2, m, m])), vRows: m, outRows: m };
-    }, (scores, v) => {
-      const out = new Float64Array(2 * m * 3);
-      scores.forEach((s, head) => {
-        const p = softmaxRows(s, m);
-        for (let j = 0; j < m; j++) {
-          for (let e = 0; e < 3; e++) {
-            let sum = 0;
-            for (let i = 0; i < m; i++) sum += p[i * m + j]! * v[(head * m + i) * 3 + e]!;
-            out[(head * m + j) * 3 + e] = sum;
-          }
+  /** Returns the transpose of a row-major [rows, columns] matrix. */
+  function transposed(matrix: Float64Array, rows: number, columns: number): Float64Array {
+    const out = new Float64Array(matrix.length);
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < columns; j++) out[j * rows + i] = matrix[i * columns + j]!;
+    }
+    return out;
+  }
+
+  /** Returns each head's [rows, inner] probabilities times its [inner, 3] values, as [2, rows, 3]. */
+  function timesValues(probabilities: Float64Array[], v: Float32Array, rows: number, inner: number): Float64Array {
+    const out = new Float64Array(probabilities.length * rows * 3);
+    probabilities.forEach((p, head) => {
+      for (let i = 0; i < rows; i++) {
+        for (let e = 0; e < 3; e++) {
+          let sum = 0;
+          for (let j = 0; j < inner; j++) sum += p[i * inner + j]! * v[(head * inner + j) * 3 + e]!;
+          out[(head * rows + i) * 3 + e] = sum;
         }
-      });
-      return out;
+      }
     });
+    return out;
+  }
+
+  it('transposed probabilities stay unfused', async () => {
+    // out = softmax(q k^T)^T v with m = n: the shapes fit the fused kernel, the layout does not.
+    const m = 5;
+    const { result, want } = await layoutCase(
+      m,
+      m,
+      (graph, scores) => {
+        const scaled = graph.binary('XNNMultiply', scores, graph.constant([], [0.5]), graph.intermediate([2, m, m]));
+        const p = graph.unary('XNNSoftmax', scaled, graph.intermediate([2, m, m]));
+        return { probabilities: graph.transpose([0, 2, 1], p, graph.intermediate([2, m, m])), valueRows: m, outputRows: m };
+      },
+      (scores, v) => timesValues(scores.map((s) => transposed(softmaxRows(s, m), m, m)), v, m, m),
+    );
     expectWithin(result, want, () => 1e-5, 'transposed probabilities');
   });
 
-  it('keeps a softmax over scores regrouped into longer rows', async () => {
-    // The scores are reshaped to [2, m * n] for the softmax and back to [2, m, n] after it:
+  it('regrouped softmax rows stay unfused', async () => {
+    // The scores are reshaped to [2, m * n] for the softmax and back to [2, m, n] after it, so
     // each softmax row spans all of a head's scores.
     const m = 3;
     const n = 4;
-    const { result, want } = await layoutCase(m, n, (graph, scores) => {
-      const flat = graph.reshape([2, m * n], scores, graph.intermediate([2, m * n]));
-      const scaled = graph.binary('XNNMultiply', flat, graph.constant([], [0.5]), graph.intermediate([2, m * n]));
-      const p = graph.unary('XNNSoftmax', scaled, graph.intermediate([2, m * n]));
-      return { probabilities: graph.reshape([2, m, n], p, graph.intermediate([2, m, n])), vRows: n, outRows: m };
-    }, (scores, v) => {
-      const out = new Float64Array(2 * m * 3);
-      scores.forEach((s, head) => {
-        const p = softmaxRows(s, m * n);
-        for (let i = 0; i < m; i++) {
-          for (let e = 0; e < 3; e++) {
-            let sum = 0;
-            for (let j = 0; j < n; j++) sum += p[i * n + j]! * v[(head * n + j) * 3 + e]!;
-            out[(head * m + i) * 3 + e] = sum;
-          }
-        }
-      });
-      return out;
-    });
+    const { result, want } = await layoutCase(
+      m,
+      n,
+      (graph, scores) => {
+        const flat = graph.reshape([2, m * n], scores, graph.intermediate([2, m * n]));
+        const scaled = graph.binary('XNNMultiply', flat, graph.constant([], [0.5]), graph.intermediate([2, m * n]));
+        const p = graph.unary('XNNSoftmax', scaled, graph.intermediate([2, m * n]));
+        return { probabilities: graph.reshape([2, m, n], p, graph.intermediate([2, m, n])), valueRows: n, outputRows: m };
+      },
+      (scores, v) => timesValues(scores.map((s) => softmaxRows(s, m * n)), v, m, n),
+    );
     expectWithin(result, want, () => 1e-5, 'regrouped softmax');
   });
 
-  it('matches float64 for 8 concurrent calls on 2 threads and on 1', async () => {
-    // Eight calls run as one batch, which two threads deal out in shares of four.
+  it('8 concurrent calls, 2 threads and 1', async () => {
+    // The first call runs alone and the seven behind it as one batch. On two threads that
+    // batch runs in two shares (3 and 4 calls), each on one thread.
     const sizes: Sizes = { heads: 4, m: 20, n: 20, dk: 32, dv: 32 };
     const scale = 32 ** -0.5;
     const rng = makeRng(7200);

@@ -112,9 +112,9 @@ describe('QuickGELU fold', () => {
     expect(bits(folded.outputs[0]!.data as Float32Array)).toEqual(bits(y.data as Float32Array));
   });
 
-  it('gives NaN where the scaled input is NaN, folded or not', async () => {
-    // With a NaN scale every x * c is NaN, and so is x * sigmoid(NaN): the 16-lane epilogue
-    // once clamped the NaN away and gave x (found in a review, 2026-12-05).
+  it('NaN scale gives NaN', async () => {
+    // With a NaN scale every x * c is NaN, and so is x * sigmoid(NaN), folded or not. A clamp
+    // that drops NaN would give x instead.
     for (const exposeScaled of [false, true]) {
       const graph = new XnnGraphBuilder();
       const xIn = graph.input([1, 1, 20]);

@@ -315,7 +315,7 @@ describe('ScaledDotProductAttention', () => {
 
 describe('BatchMatrixMultiply with empty matrices', () => {
   // A row-major [rows, 0] matrix has a row stride of 0, which must still count as a matrix
-  // (a code review found that strided views rejected it).
+  // (strided views once rejected it).
   it('returns zeros for an inner dim of 0', async () => {
     const graph = new XnnGraphBuilder();
     const a = graph.input([2, 3, 0]);

@@ -12,7 +12,24 @@
 #include <immintrin.h>
 #endif
 
+// Unrolls the loop that follows: `count` times with GCC, fully with clang. Loops over a kernel
+// block's rows and vectors are unrolled so that their sums stay in registers.
+#define EI_PRAGMA(text) _Pragma(#text)
+#if defined(__clang__)
+#define EI_UNROLL(count) EI_PRAGMA(unroll)
+#else
+#define EI_UNROLL(count) EI_PRAGMA(GCC unroll count)
+#endif
+
 namespace ei::xnn {
+
+#if defined(__AVX512F__)
+// Returns the mask of the first `count` of 16 lanes: all of them from 16 on, none from 0 down.
+inline __mmask16 lane_mask(int64_t count) {
+  if (count >= 16) return static_cast<__mmask16>(0xffff);
+  return count <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << count) - 1);
+}
+#endif
 
 // exp(x) for float: the usual Cody-Waite reduction x = n ln2 + r with |r| <= ln2/2, a degree-6
 // Taylor polynomial in r, and 2^n put into exponent bits. Inputs below -87.34 give 0, above
@@ -101,12 +118,12 @@ inline void apply_activation(const Activation& activation, float* data, size_t c
   // quick_gelu()'s: checked on all 2^32 floats when written, and exp_fast()'s 16 lanes against
   // the scalar one on all 2^32 floats, NaN included.
   const __m512 scales = _mm512_set1_ps(scale);
-  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 ones = _mm512_set1_ps(1.0f);
   for (size_t i = 0; i < count; i += 16) {
-    __mmask16 mask = count - i >= 16 ? __mmask16{0xffff} : static_cast<__mmask16>((1u << (count - i)) - 1);
+    __mmask16 mask = lane_mask(static_cast<int64_t>(count - i));
     __m512 x = _mm512_maskz_loadu_ps(mask, data + i);
     __m512 e = exp_fast(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(x, scales)));
-    __m512 sigmoid = _mm512_div_ps(one, _mm512_add_ps(one, e));
+    __m512 sigmoid = _mm512_div_ps(ones, _mm512_add_ps(ones, e));
     _mm512_mask_storeu_ps(data + i, mask, _mm512_mul_ps(x, sigmoid));
   }
 #else

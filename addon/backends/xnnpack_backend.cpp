@@ -798,13 +798,13 @@ void Graph::fuse_attention() {
         first.inputs[0] == kInvalidId || first.inputs[1] == kInvalidId) {
       continue;
     }
-    uint32_t m = only_reader(far_end(first, 2, first.outputs[0]));
+    uint32_t scores = far_end(first, 2, first.outputs[0]);
+    uint32_t m = only_reader(scores);
     if (m == kInvalidId || nodes_[m].kind != NodeKind::kMultiply || !free_node(nodes_[m]) || nodes_[m].inputs.size() != 2 ||
         nodes_[m].inputs[0] == kInvalidId || nodes_[m].inputs[1] == kInvalidId) {
       continue;
     }
     Node& multiply = nodes_[m];
-    uint32_t scores = far_end(first, 2, first.outputs[0]);
     uint32_t constant = multiply.inputs[0] == scores ? multiply.inputs[1] : multiply.inputs[0];
     if (constant == scores || values_[constant].constant == nullptr || checked_numel(values_[constant].dims) != 1 ||
         values_[constant].dims.size() > values_[scores].dims.size()) {
@@ -844,6 +844,7 @@ void Graph::fuse_attention() {
       nodes_[n].elided_level = 2;
     }
     first.attention_multiply = static_cast<int32_t>(m);
+    first.attention_scale = constant;
     first.attention_softmax = static_cast<int32_t>(s);
     first.attention_product = static_cast<int32_t>(b);
   }

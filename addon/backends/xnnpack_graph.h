@@ -107,11 +107,12 @@ struct Node {
   uint8_t elided_level = 1;
   // BatchMatrixMultiply only, set at load (Graph::fuse_attention): the Multiply by a
   // one-element constant, the Softmax and the second BatchMatrixMultiply of the attention block
-  // that this product starts; -1 when it starts none. A call whose shapes allow it runs the
+  // that this product starts, or -1 when it starts none. A call whose shapes allow it runs the
   // block as one pass per head (takes_over 2).
   int32_t attention_multiply = -1;
   int32_t attention_softmax = -1;
   int32_t attention_product = -1;
+  uint32_t attention_scale = kInvalidId;  // the Multiply's one-element constant
   // FullyConnected only, set at load (Graph::fold_residual_adds): the value that the folded Add
   // after it adds to its output, and the Add's output, which the FullyConnected then writes.
   uint32_t residual = kInvalidId;
@@ -130,7 +131,7 @@ struct CallState {
   std::vector<float> scratch;  // per-node temporary space (im2col columns, attention logits)
   // Per node: 1 when this call runs the node's combined form (a BatchMatrixMultiply through its
   // layout chains, a FullyConnected with its residual) and skips the nodes whose elided_by is
-  // it; 2 when it also runs the attention block that the node starts. 0 when this call's shapes
+  // it. 2 when it also runs the attention block that the node starts. 0 when this call's shapes
   // do not allow that, so those nodes run.
   std::vector<uint8_t> takes_over;
   // The external input shapes (rank, then dims, per input) that the fields above were computed
@@ -178,7 +179,18 @@ class Graph final : public DelegateHandle {
   // Computes this call's strided views of a BatchMatrixMultiply's operands and result. Returns
   // false when strides cannot express a chain for these shapes.
   bool chain_views(const Node& node, const CallState& state, StridedView views[3]) const;
-  // True when the fused kernel takes this call's attention block that node `index` starts.
+  // Views and sizes of the attention block that a product starts, for one call.
+  struct AttentionViews {
+    StridedView first[3];   // queries, keys, scores
+    StridedView second[3];  // probabilities, values, result
+    int64_t heads, m, n, dk, dv;
+    bool keys_transposed;   // keys [.., n, dk] (the first product's transpose flag), else [.., dk, n]
+  };
+  // Computes the views of the block that node `index` starts. Returns false when strides cannot
+  // express a chain, or when the operands' shapes do not match one another.
+  bool attention_views(size_t index, const CallState& state, AttentionViews& views) const;
+  // Returns true when the fused kernel takes this call's attention block that node `index`
+  // starts.
   bool attention_fits(size_t index, const CallState& state) const;
   // Runs the attention block that node `index` starts as one pass per head.
   Status run_attention(size_t index, CallState& state) const;

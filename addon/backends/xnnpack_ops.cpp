@@ -905,42 +905,69 @@ bool Graph::chain_views(const Node& node, const CallState& state, StridedView vi
   return numel(views[2].dims) > 0 && matrix_stride(views[2]) > 0;
 }
 
+namespace {
+
+// Returns the memory of a BatchMatrixMultiply's operand i (0 or 1), or of its result (i = 2):
+// the far end of that side's layout chain when the call reads `through` the chains and the
+// side has one, else the node's own value.
+float* product_memory(const Node& node, size_t i, const CallState& state, bool through) {
+  uint32_t value = i < 2 ? node.inputs[i] : node.outputs[0];
+  return through && node.chains[i].value != kInvalidId ? state.data[node.chains[i].value] : state.data[value];
+}
+
+}  // namespace
+
+bool Graph::attention_views(size_t index, const CallState& state, AttentionViews& views) const {
+  const Node& first = nodes_[index];
+  if (!chain_views(first, state, views.first) ||
+      !chain_views(nodes_[static_cast<size_t>(first.attention_product)], state, views.second)) {
+    return false;
+  }
+  // Queries [.., m, dk], keys [.., dk, n] or [.., n, dk], values [.., n, dv] and result
+  // [.., m, dv], with the same heads everywhere.
+  const Dims& out = views.second[2].dims;
+  size_t rank = out.size();
+  if (rank < 2) return false;
+  const Dims& queries = views.first[0].dims;
+  const Dims& keys = views.first[1].dims;
+  const Dims& values = views.second[1].dims;
+  for (const Dims* dims : {&queries, &keys, &values}) {
+    if (dims->size() != rank || !std::equal(out.begin(), out.end() - 2, dims->begin())) return false;
+  }
+  views.keys_transposed = (first.flags & kFlagTransposeWeights) != 0;
+  views.heads = numel(Dims(out.begin(), out.end() - 2));
+  views.m = out[rank - 2];
+  views.dv = out[rank - 1];
+  views.dk = queries[rank - 1];
+  views.n = views.keys_transposed ? keys[rank - 2] : keys[rank - 1];
+  int64_t key_dk = views.keys_transposed ? keys[rank - 1] : keys[rank - 2];
+  return queries[rank - 2] == views.m && key_dk == views.dk && values[rank - 2] == views.n && values[rank - 1] == views.dv;
+}
+
 bool Graph::attention_fits(size_t index, const CallState& state) const {
   const Node& first = nodes_[index];
   size_t b = static_cast<size_t>(first.attention_product);
   if (state.takes_over[index] == 0 || state.takes_over[b] == 0) return false;
+
   // The Multiply and the Softmax keep the scores' shape.
   const Node& multiply = nodes_[static_cast<size_t>(first.attention_multiply)];
   const Node& softmax = nodes_[static_cast<size_t>(first.attention_softmax)];
-  uint32_t constant = values_[multiply.inputs[0]].constant != nullptr ? multiply.inputs[0] : multiply.inputs[1];
-  uint32_t scores = multiply.inputs[0] == constant ? multiply.inputs[1] : multiply.inputs[0];
-  if (numel(state.dims[constant]) != 1 || state.dims[multiply.outputs[0]] != state.dims[scores] ||
+  uint32_t scores = multiply.inputs[0] == first.attention_scale ? multiply.inputs[1] : multiply.inputs[0];
+  if (numel(state.dims[first.attention_scale]) != 1 || state.dims[multiply.outputs[0]] != state.dims[scores] ||
       state.dims[softmax.outputs[0]] != state.dims[softmax.inputs[0]]) {
     return false;
   }
 
-  StridedView a[3], c[3];
-  if (!chain_views(first, state, a) || !chain_views(nodes_[b], state, c)) return false;
-  // Queries [.., m, dk], keys [.., dk, n] (or [.., n, dk]), values [.., n, dv] with contiguous
-  // rows, result [.., m, dv] with contiguous rows, the same heads everywhere.
-  const Dims& out = c[2].dims;
-  size_t rank = out.size();
-  if (rank < 2) return false;
-  for (const StridedView* view : {&a[0], &a[1], &c[1]}) {
-    if (view->dims.size() != rank || !std::equal(out.begin(), out.end() - 2, view->dims.begin())) return false;
-  }
-  bool transposed = (first.flags & kFlagTransposeWeights) != 0;
-  int64_t m = out[rank - 2], dv = out[rank - 1], dk = a[0].dims[rank - 1];
-  int64_t n = transposed ? a[1].dims[rank - 2] : a[1].dims[rank - 1];
-  if (a[0].dims[rank - 2] != m || (transposed ? a[1].dims[rank - 1] : a[1].dims[rank - 2]) != dk ||
-      c[1].dims[rank - 2] != n || c[1].dims[rank - 1] != dv) {
-    return false;
-  }
+  AttentionViews views;
+  if (!attention_views(index, state, views)) return false;
+  size_t rank = views.second[2].dims.size();
+  if (views.n < 1 || views.n > kAttentionMaxKeys || views.dv > kAttentionMaxValueColumns) return false;
+  // The kernel loads rows of the values and stores rows of the result as vectors.
+  if (views.dv > 1 && (views.second[1].strides[rank - 1] != 1 || views.second[2].strides[rank - 1] != 1)) return false;
 
-  if (n < 1 || n > kAttentionMaxKeys || dv > kAttentionMaxValueColumns) return false;
   // The scores are written, and the probabilities read, in row-major [.., m, n] order, and the
-  // Softmax runs over their last dimension: the keys. A chain that transposes or regroups
-  // them (a softmax over other rows) keeps the separate nodes.
+  // Softmax runs over their last dimension, the keys. A chain that transposes or regroups them
+  // (a softmax over other rows) keeps the separate nodes.
   auto row_major = [](const StridedView& view) {
     int64_t expected = 1;
     for (size_t d = view.dims.size(); d-- > 0;) {
@@ -949,19 +976,20 @@ bool Graph::attention_fits(size_t index, const CallState& state) const {
     }
     return true;
   };
-  for (const StridedView* view : {&a[2], &c[0]}) {
+  const Dims& out = views.second[2].dims;
+  for (const StridedView* view : {&views.first[2], &views.second[0]}) {
     if (view->dims.size() != rank || !std::equal(out.begin(), out.end() - 2, view->dims.begin()) ||
-        view->dims[rank - 2] != m || view->dims[rank - 1] != n || !row_major(*view)) {
+        view->dims[rank - 2] != views.m || view->dims[rank - 1] != views.n || !row_major(*view)) {
       return false;
     }
   }
   const Dims& softmax_dims = state.dims[softmax.inputs[0]];
-  if (softmax_dims.empty() || softmax_dims.back() != n) return false;
-  if ((dv > 1 && (c[1].strides[rank - 1] != 1 || c[2].strides[rank - 1] != 1))) return false;
+  if (softmax_dims.empty() || softmax_dims.back() != views.n) return false;
+
   // Scratch floats: every head's transposed keys and the kernel's own, within the workspace.
-  uint64_t heads = static_cast<uint64_t>(numel(Dims(out.begin(), out.end() - 2)));
   uint64_t keys = 0, floats = 0;
-  if (dk > (int64_t{1} << 32) || __builtin_mul_overflow(heads, static_cast<uint64_t>(attention_keys_floats(dk)), &keys) ||
+  if (views.dk > (int64_t{1} << 32) ||
+      __builtin_mul_overflow(static_cast<uint64_t>(views.heads), static_cast<uint64_t>(attention_keys_floats(views.dk)), &keys) ||
       __builtin_add_overflow(keys, static_cast<uint64_t>(attention_scratch_floats()), &floats)) {
     return false;
   }
@@ -971,31 +999,23 @@ bool Graph::attention_fits(size_t index, const CallState& state) const {
 Status Graph::run_attention(size_t index, CallState& state) const {
   const Node& first = nodes_[index];
   const Node& second = nodes_[static_cast<size_t>(first.attention_product)];
-  const Node& multiply = nodes_[static_cast<size_t>(first.attention_multiply)];
-  StridedView a[3], c[3];
-  chain_views(first, state, a);
-  chain_views(second, state, c);
-  auto base = [&](const Node& node, size_t i, uint32_t value) {
-    return node.chains[i].value != kInvalidId ? state.data[node.chains[i].value] : state.data[value];
-  };
-  const float* queries = base(first, 0, first.inputs[0]);
-  const float* keys = base(first, 1, first.inputs[1]);
-  const float* values = base(second, 1, second.inputs[1]);
-  float* result = base(second, 2, second.outputs[0]);
-  uint32_t constant = values_[multiply.inputs[0]].constant != nullptr ? multiply.inputs[0] : multiply.inputs[1];
-  float scale = state.data[constant][0];
-
+  AttentionViews views;
+  attention_views(index, state, views);  // succeeds: attention_fits() checked these shapes
+  const StridedView* a = views.first;
+  const StridedView* c = views.second;
+  const float* queries = product_memory(first, 0, state, true);
+  const float* keys = product_memory(first, 1, state, true);
+  const float* values = product_memory(second, 1, state, true);
+  float* result = product_memory(second, 2, state, true);
+  float scale = state.data[first.attention_scale][0];
   const Dims& out = c[2].dims;
   size_t rank = out.size();
-  bool transposed = (first.flags & kFlagTransposeWeights) != 0;
-  int64_t m = out[rank - 2], dv = out[rank - 1], dk = a[0].dims[rank - 1];
-  int64_t n = transposed ? a[1].dims[rank - 2] : a[1].dims[rank - 1];
-  int64_t heads = 1;
-  for (size_t d = 0; d + 2 < rank; ++d) heads *= out[d];
+  int64_t heads = views.heads, m = views.m, n = views.n, dk = views.dk, dv = views.dv;
   int64_t keys_floats = attention_keys_floats(dk);
-  // Scratch memory of this thread rather than of the call: a call's state moves between
-  // threads, and writing lines that the other core wrote last waits for them to come over (the
-  // keys' transpose took 1.8 times as long). Needs beyond kThreadScratchFloats use the call's.
+
+  // Scratch memory of this thread rather than of the call, because a call's state moves between
+  // threads and writing lines that the other core wrote last waits for them (the keys'
+  // transpose took 1.8 times as long). Larger needs than kThreadScratchFloats use the call's.
   constexpr size_t kThreadScratchFloats = size_t{1} << 20;
   thread_local std::vector<float> thread_scratch;
   size_t floats = static_cast<size_t>(heads * keys_floats + attention_scratch_floats());
@@ -1027,12 +1047,13 @@ Status Graph::run_attention(size_t index, CallState& state) const {
     return offsets;
   };
   // Key j, element d: [.., dk, n] has j in the last dimension.
-  int64_t key_stride = transposed ? a[1].strides[rank - 2] : a[1].strides[rank - 1];
-  int64_t key_element_stride = transposed ? a[1].strides[rank - 1] : a[1].strides[rank - 2];
-  // First every head's keys, transposed a block of keys at a time across the heads, while the
-  // same rows of the queries and values are fetched into the L2 cache; then the heads. Read
-  // head by head, each row's few lines of each operand were a wait of their own. The heads took
-  // twice as long as with their operands in cache.
+  int64_t key_stride = views.keys_transposed ? a[1].strides[rank - 2] : a[1].strides[rank - 1];
+  int64_t key_element_stride = views.keys_transposed ? a[1].strides[rank - 1] : a[1].strides[rank - 2];
+
+  // First the keys of every head are transposed, a block of keys at a time across the heads,
+  // while the same rows of the queries and values are fetched into the L2 cache. Then the heads
+  // run. Read head by head instead, each row's few lines were a separate wait, and the heads
+  // took twice as long as with their operands in cache.
   int64_t value_bytes = dv * static_cast<int64_t>(sizeof(float));
   int64_t query_bytes = a[0].strides[rank - 1] == 1 ? dk * static_cast<int64_t>(sizeof(float)) : 0;
   auto prefetch = [](const float* data, int64_t bytes) {
@@ -1056,8 +1077,11 @@ Status Graph::run_attention(size_t index, CallState& state) const {
     }
   }
   for (int64_t row = n; row < m; ++row) {
-    for (int64_t h = 0; h < heads; ++h) prefetch(queries + head_offsets(h)[0] + row * a[0].strides[rank - 2], query_bytes);
+    for (int64_t h = 0; h < heads; ++h) {
+      prefetch(queries + head_offsets(h)[0] + row * a[0].strides[rank - 2], query_bytes);
+    }
   }
+
   for (int64_t h = 0; h < heads; ++h) {
     std::array<int64_t, 4> head = head_offsets(h);
     AttentionOperand q{queries + head[0], a[0].strides[rank - 2], a[0].strides[rank - 1]};
@@ -1318,11 +1342,8 @@ Status Graph::run_node(size_t index, CallState& state, ThreadPool* pool) const {
         views[1] = contiguous_view(in_dims(1));
         views[2] = contiguous_view(out_dims);
       }
-      auto base = [&](size_t i, uint32_t value) {
-        return through && node.chains[i].value != kInvalidId ? state.data[node.chains[i].value] : state.data[value];
-      };
-      const float* operands[2] = {base(0, node.inputs[0]), base(1, node.inputs[1])};
-      float* c = base(2, node.outputs[0]);
+      const float* operands[2] = {product_memory(node, 0, state, through), product_memory(node, 1, state, through)};
+      float* c = product_memory(node, 2, state, through);
       int64_t ld[3];
       for (size_t i = 0; i < 2; ++i) {
         // An operand whose rows are not contiguous (a key transposed for the scores) is

@@ -761,7 +761,7 @@ std::vector<Result<std::vector<IoValue>>> Program::execute_batch(std::string_vie
           run(plan, part, nullptr);
         } catch (const std::bad_alloc&) {
           for (Call& call : part) {
-            if (call.status.ok()) call.status = error(ErrorCode::kOutOfMemory, "out of memory while running the call");
+            if (call.status.ok()) call.status = error(ErrorCode::kOutOfMemory, "ran out of memory while running the call: make fewer calls at once or lower maxBatch");
           }
         }
       }

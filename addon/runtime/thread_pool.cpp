@@ -57,7 +57,7 @@ void ThreadPool::run_chunks() {
   running_chunks = true;
   for (size_t begin = next_.fetch_add(chunk); begin < count; begin = next_.fetch_add(chunk)) {
     // An exception leaving a worker thread would end the process (memory running out inside a
-    // loop, for example): the first one is kept for parallel_for() to rethrow on its caller.
+    // loop, for example), so the first one is kept for parallel_for() to rethrow on its caller.
     try {
       (*body)(begin, std::min(count, begin + chunk));
     } catch (...) {

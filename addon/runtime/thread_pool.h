@@ -64,7 +64,7 @@ class ThreadPool {
   std::atomic<uint64_t> open_generation_{0}; // the loop workers may still join, or 0
   std::atomic<int> active_{0};               // workers inside the current loop
   std::atomic<bool> stopping_{false};
-  std::exception_ptr failure_;               // the current loop's first exception; guarded by mutex_
+  std::exception_ptr failure_;               // the current loop's first exception, guarded by mutex_
 };
 
 // Runs body over [0, count) on `pool` when it is worth it, else on the calling thread.
