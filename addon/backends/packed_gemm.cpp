@@ -7,6 +7,11 @@
 #include <new>
 #include <vector>
 
+#include <unistd.h>
+#if defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
 #endif
@@ -92,12 +97,30 @@ constexpr float kChainStart[6] = {1.0f, 1.1f, 1.2f, 1.3f, 0.999999f, 1e-6f};
 // the row blocks inside each column group, with slices 192 to 384 deep so that a group's
 // weights stay in the L1 cache, ran 9-17 % slower.
 //
-// A slice is as deep as kSliceBytes of its weights allow: the whole inner dimension for every
-// ViT-B/32 layer. 3072-deep products of 400 x 768 ran 3-5 % faster in one slice than in four
-// of 768 (each later slice reloads and stores the partial sums), and slices of 256 or 384
+// A slice is as deep as slice_bytes() of its weights allow: the whole inner dimension for
+// every ViT-B/32 layer. 3072-deep products of 400 x 768 ran 3-5 % faster in one slice than in
+// four of 768 (each later slice reloads and stores the partial sums), and slices of 256 or 384
 // ran 4-10 % slower than 768.
-// NOTE: tuned on one machine with 2 MiB of L2 cache per core; not measured on CPUs with less.
-constexpr int64_t kSliceBytes = int64_t{5} << 18;  // 1.25 MiB
+//
+// slice_bytes() is 5/8 of the L2 cache of one core: 1.25 MiB with 2 MiB of L2 (the Xeons these
+// sizes were first tuned on), 640 KiB with 1 MiB. On a 2-core AMD EPYC (Zen 5, 1 MiB of L2 per
+// core), 8 concurrent ViT-B/32 calls ran 3-4 % faster with 640 or 768 KiB slices than with
+// 1.25 MiB. Slices of 512 KiB were in between (six alternated rounds, 2026-12-05).
+int64_t slice_bytes() {
+  static const int64_t bytes = [] {
+    int64_t l2 = 0;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#elif defined(__APPLE__)
+    size_t size = sizeof(l2);
+    if (sysctlbyname("hw.l2cachesize", &l2, &size, nullptr, 0) != 0) l2 = 0;
+#endif
+    // Unknown or implausible sizes (some virtual machines report 0) fall back to 2 MiB.
+    if (l2 < (int64_t{256} << 10) || l2 > (int64_t{64} << 20)) l2 = int64_t{2} << 20;
+    return l2 / 8 * 5;
+  }();
+  return bytes;
+}
 constexpr int64_t kSliceN = 16 * kLanes;
 // Column slices per thread to aim for when n is small, so threads finish together.
 constexpr int64_t kSlicesPerThread = 4;
@@ -297,11 +320,11 @@ void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const
   int64_t widest = kSliceN / block_columns;
   int64_t items = threads * ((column_blocks + threads * widest - 1) / (threads * widest));
   items = std::max(items, threads * kSlicesPerThread);
-  // Enough slices that each one's weights fit kSliceBytes through all of k: one thread with
+  // Enough slices that each one's weights fit slice_bytes() through all of k: one thread with
   // the 3072-deep products of ViT-B/32 would otherwise run 4 slices of 192 columns, each in two
   // halves of k.
   int64_t column_bytes = k * block_columns * static_cast<int64_t>(sizeof(float));
-  items = std::min(column_blocks, std::max(items, (column_blocks * column_bytes + kSliceBytes - 1) / kSliceBytes));
+  items = std::min(column_blocks, std::max(items, (column_blocks * column_bytes + slice_bytes() - 1) / slice_bytes()));
   for (int64_t even = items; even <= std::min(column_blocks, 2 * items); even += threads) {
     if (column_blocks % even == 0) {
       items = even;
@@ -313,9 +336,9 @@ void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const
     for (size_t item = begin; item < end; ++item) {
       int64_t first_n = static_cast<int64_t>(item) * column_blocks / items * block_columns;
       int64_t last_n = std::min(n, (static_cast<int64_t>(item) + 1) * column_blocks / items * block_columns);
-      // Slices of equal depth whose weights fit in kSliceBytes.
+      // Slices of equal depth whose weights fit in slice_bytes().
       int64_t slice_columns = aligned_columns(last_n - first_n);
-      int64_t slices = std::max<int64_t>(1, (k * slice_columns * static_cast<int64_t>(sizeof(float)) + kSliceBytes - 1) / kSliceBytes);
+      int64_t slices = std::max<int64_t>(1, (k * slice_columns * static_cast<int64_t>(sizeof(float)) + slice_bytes() - 1) / slice_bytes());
       int64_t slice_depth = (k + slices - 1) / slices;
       for (int64_t first_k = 0; first_k < k; first_k += slice_depth) {
         int64_t depth = std::min(slice_depth, k - first_k);
