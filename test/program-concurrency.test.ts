@@ -168,6 +168,41 @@ describe('program concurrency', () => {
     }
   });
 
+  it('keeps calls apart when input memory is reused', async () => {
+    // The addon reuses input memory from call to call only for inputs of 64 KiB or more. A
+    // 160 x 160 image is 300 KiB, the fixture's 64 x 64 one 48 KiB.
+    const large: ClipVisionConfig = { ...config, image_size: 160, patch_size: 32, num_hidden_layers: 1 };
+    const largeWeights = seededClipWeights(large, 4);
+    const pixels = [7, 8, 9, 10, 11].map((seed) => {
+      const data = new Float32Array(3 * 160 * 160);
+      let state = seed;
+      for (let i = 0; i < data.length; i++) {
+        state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+        data[i] = (state >>> 24) / 255;
+      }
+      return data;
+    });
+    const expected = pixels.map((data) => clipReferenceEmbedding(large, largeWeights, data));
+    const program = await Program.load(buildClipProgram(large, largeWeights).bytes, { threads: 2, maxBatch: 3 });
+    const run = async (index: number) => {
+      const [output] = await program.execute('forward', [{ dtype: 'float32', shape: [1, 3, 160, 160], data: pixels[index]! }]);
+      return { index, data: (output as Tensor).data as Float32Array };
+    };
+    // Waves of concurrent calls (batches of up to 3) in a new order each time, then calls one
+    // at a time: each call's memory was another image's in the wave before.
+    const results: { index: number; data: Float32Array }[] = [];
+    for (let wave = 0; wave < 4; wave++) {
+      const order = pixels.map((_, i) => (i * 2 + wave) % pixels.length);
+      results.push(...(await Promise.all(order.map(run))));
+    }
+    for (let i = 0; i < 6; i++) results.push(await run((i * 3) % pixels.length));
+    program.dispose();
+    expect(results).toHaveLength(26);
+    for (const [n, { index, data }] of results.entries()) {
+      expect(maxAbsDifference(data, expected[index]!), `call ${n} (image ${index})`).toBeLessThanOrEqual(1e-5);
+    }
+  });
+
   it('gives the same bits on 1 and 2 threads', async () => {
     // Wide enough that matrix products are split across threads (the fixture's are too small).
     const wide: ClipVisionConfig = { ...config, hidden_size: 256, intermediate_size: 1024, num_attention_heads: 4, projection_dim: 64 };

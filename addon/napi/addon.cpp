@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <chrono>
 #include <thread>
@@ -97,8 +98,72 @@ Napi::Object meta_to_js(Napi::Env env, const ei::ValueMeta& meta) {
   return object;
 }
 
-// Converts one JS input to an IoValue, copying tensor bytes so the worker thread owns them.
-bool js_to_io(Napi::Env env, const Napi::Value& value, size_t index, IoValue& out) {
+// Memory for the tensor bytes of call inputs, reused from call to call of one program. A
+// ViT-B/32 image is 588 KiB, and fresh memory for each call cost about 150 page faults. They
+// fall on the JS thread between one batch and the next, while the cores wait. With 8
+// concurrent calls (batches of 8 back to back), reusing the memory gave 2-3 % more images per
+// second (2-core AMD EPYC, 2026-12-05). Buffers return here when the call's inputs are
+// released, and the pool keeps up to kKept of them while the program lives.
+class InputBuffers : public std::enable_shared_from_this<InputBuffers> {
+ public:
+  static constexpr size_t kAlignment = 64;
+  static constexpr size_t kSmallest = size_t{64} << 10;  // smaller inputs are allocated each time
+  static constexpr size_t kKept = 32;
+
+  InputBuffers() = default;
+  InputBuffers(const InputBuffers&) = delete;
+  InputBuffers& operator=(const InputBuffers&) = delete;
+  ~InputBuffers() {
+    for (const auto& [capacity, memory] : free_) std::free(memory);
+  }
+
+  // Memory for `bytes` bytes (at least 1), 64-byte aligned, or null when memory is short. The
+  // caller writes the first `bytes`; the rest of the last 64-byte line is zeroed here.
+  std::shared_ptr<std::byte[]> take(size_t bytes) {
+    size_t capacity = std::max<size_t>(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
+    if (capacity < bytes) return nullptr;
+    std::byte* memory = nullptr;
+    if (capacity >= kSmallest) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto match = std::find_if(free_.begin(), free_.end(), [&](const auto& entry) { return entry.first == capacity; });
+      if (match != free_.end()) {
+        memory = match->second;
+        free_.erase(match);
+      }
+    }
+    if (memory == nullptr) memory = static_cast<std::byte*>(std::aligned_alloc(kAlignment, capacity));
+    if (memory == nullptr) return nullptr;
+    std::memset(memory + bytes, 0, capacity - bytes);
+    if (capacity < kSmallest) return std::shared_ptr<std::byte[]>(memory, [](std::byte* p) { std::free(p); });
+    std::weak_ptr<InputBuffers> owner = weak_from_this();
+    return std::shared_ptr<std::byte[]>(memory, [owner, capacity](std::byte* p) {
+      if (auto pool = owner.lock()) {
+        pool->give_back(p, capacity);
+      } else {
+        std::free(p);
+      }
+    });
+  }
+
+ private:
+  void give_back(std::byte* memory, size_t capacity) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (free_.size() < kKept) {
+        free_.emplace_back(capacity, memory);
+        return;
+      }
+    }
+    std::free(memory);
+  }
+
+  std::mutex mutex_;
+  std::vector<std::pair<size_t, std::byte*>> free_;  // capacity, memory
+};
+
+// Converts one JS input to an IoValue, copying tensor bytes (into memory from `buffers`) so
+// the worker thread owns them.
+bool js_to_io(Napi::Env env, const Napi::Value& value, size_t index, InputBuffers& buffers, IoValue& out) {
   auto fail = [&](const std::string& message) {
     make_error(env, ErrorCode::kInvalidInput, "input " + std::to_string(index) + ": " + message).ThrowAsJavaScriptException();
     return false;
@@ -165,7 +230,7 @@ bool js_to_io(Napi::Env env, const Napi::Value& value, size_t index, IoValue& ou
                 " and the shape need " + std::to_string(expected));
   }
   out.nbytes = expected;
-  out.bytes = ei::allocate_aligned(expected == 0 ? 1 : expected);
+  out.bytes = buffers.take(expected);
   if (!out.bytes) return fail("cannot allocate " + std::to_string(expected) + " bytes");
   if (expected > 0) {
     const uint8_t* base = static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
@@ -339,6 +404,7 @@ class ProgramWrap : public Napi::ObjectWrap<ProgramWrap> {
   }
 
   std::shared_ptr<ei::Program> program_;
+  std::shared_ptr<InputBuffers> buffers_ = std::make_shared<InputBuffers>();
 };
 
 Napi::FunctionReference* ProgramWrap::constructor = nullptr;
@@ -410,7 +476,7 @@ Napi::Value ProgramWrap::PrepareInputs(const Napi::CallbackInfo& info) {
   Napi::Array array = info[0].As<Napi::Array>();
   auto inputs = std::make_unique<PreparedInputs>(array.Length());
   for (uint32_t i = 0; i < array.Length(); ++i) {
-    if (!js_to_io(env, array.Get(i), i, (*inputs)[i])) return env.Undefined();
+    if (!js_to_io(env, array.Get(i), i, *buffers_, (*inputs)[i])) return env.Undefined();
   }
   return Napi::External<PreparedInputs>::New(env, inputs.release(),
                                              [](Napi::Env, PreparedInputs* prepared) { delete prepared; });
