@@ -8,8 +8,9 @@
  *   npm run bench [-- --runs N] [-- --images N] [-- --rounds N] [-- --small] [-- --prepare]
  *
  * The throughput comparison runs in --rounds rounds of one embed-image process and one
- * onnxruntime process. The rounds alternate the two, so a slow spell of this shared machine
- * hits both sides, and each side's figure is its median round.
+ * onnxruntime process, each timing --images images from first to last (onnxruntime in
+ * batches of 8). The rounds alternate the two, so a slow spell of this shared machine hits
+ * both sides, and each side's figure is its median round.
  * --small uses a 2-layer model of the same width, for a quick check of the tooling.
  * --prepare writes the two model files and prints their paths, without measuring. They live
  * in node_modules/.cache/embed-image-bench/, which a rebuild of the addon does not clear.
@@ -154,7 +155,8 @@ function main(): void {
   const ortRounds: WorkerResult[] = [];
   for (let round = 0; round < rounds; round++) {
     eiRounds.push(worker('ei-throughput', pte, 2, concurrentCalls, images));
-    ortRounds.push(worker('ort-batch', onnx, 2, 8, Math.max(3, Math.round(runs / 4))));
+    // As many images as embed-image's round, in batches of 8.
+    ortRounds.push(worker('ort-batch', onnx, 2, 8, Math.max(1, Math.ceil(images / 8))));
   }
   const eiRates = eiRounds.map((result) => result.imagesPerSecond as number);
   const ortRates = ortRounds.map((result) => 1000 / (result.msPerImage as number));
