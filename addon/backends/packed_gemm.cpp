@@ -104,8 +104,9 @@ constexpr float kChainStart[6] = {1.0f, 1.1f, 1.2f, 1.3f, 0.999999f, 1e-6f};
 //
 // slice_bytes() is 5/8 of the L2 cache of one core: 1.25 MiB with 2 MiB of L2 (the Xeons these
 // sizes were first tuned on), 640 KiB with 1 MiB. On a 2-core AMD EPYC (Zen 5, 1 MiB of L2 per
-// core), 8 concurrent ViT-B/32 calls ran 3-4 % faster with 640 or 768 KiB slices than with
-// 1.25 MiB. Slices of 512 KiB were in between (six alternated rounds, 2026-12-05).
+// core), 8 concurrent ViT-B/32 calls ran 0.6 % (median) to 1.5 % (mean) faster with 640 KiB
+// slices than with 1.25 MiB, and faster in 8 of 10 alternated rounds (2026-12-05). Each
+// process's physical pages change the timings by a few percent, so only many rounds tell.
 int64_t slice_bytes() {
   static const int64_t bytes = [] {
     int64_t l2 = 0;
