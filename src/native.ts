@@ -88,7 +88,7 @@ export interface NativeAddon {
   kernels(): string[];
   /** Ids of the backends the runtime implements. */
   backends(): string[];
-  /** Benchmark helper: median seconds of the backend's matrix product [m, k] x [n, k]^T on `threads`, through the BLAS or packed weights. */
+  /** Benchmark helper: median seconds of the backend's matrix product [m, k] x [n, k]^T on `threads`, through the BLAS or packed weights, timed after 0.2 s of warm-up. */
   benchmarkLinear(m: number, n: number, k: number, threads: number, repetitions: number, packed?: boolean): number;
   /** GFLOP/s of fused multiply-adds one thread reaches with this build's vectors (benchmark only). */
   fmaPeak(seconds?: number): number;
