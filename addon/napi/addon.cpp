@@ -103,12 +103,14 @@ Napi::Object meta_to_js(Napi::Env env, const ei::ValueMeta& meta) {
 // fall on the JS thread between one batch and the next, while the cores wait. With 8
 // concurrent calls (batches of 8 back to back), reusing the memory gave 2-3 % more images per
 // second (2-core AMD EPYC, 2026-12-05). Buffers return here when the call's inputs are
-// released, and the pool keeps up to kKept of them while the program lives.
+// released, and the pool keeps up to kKept of them, kKeptBytes in all, while the program
+// lives.
 class InputBuffers : public std::enable_shared_from_this<InputBuffers> {
  public:
   static constexpr size_t kAlignment = 64;
   static constexpr size_t kSmallest = size_t{64} << 10;  // smaller inputs are allocated each time
   static constexpr size_t kKept = 32;
+  static constexpr size_t kKeptBytes = size_t{64} << 20;
 
   InputBuffers() = default;
   InputBuffers(const InputBuffers&) = delete;
@@ -128,6 +130,7 @@ class InputBuffers : public std::enable_shared_from_this<InputBuffers> {
       auto match = std::find_if(free_.begin(), free_.end(), [&](const auto& entry) { return entry.first == capacity; });
       if (match != free_.end()) {
         memory = match->second;
+        kept_bytes_ -= match->first;
         free_.erase(match);
       }
     }
@@ -149,8 +152,9 @@ class InputBuffers : public std::enable_shared_from_this<InputBuffers> {
   void give_back(std::byte* memory, size_t capacity) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (free_.size() < kKept) {
+      if (free_.size() < kKept && capacity <= kKeptBytes - kept_bytes_) {
         free_.emplace_back(capacity, memory);
+        kept_bytes_ += capacity;
         return;
       }
     }
@@ -159,6 +163,7 @@ class InputBuffers : public std::enable_shared_from_this<InputBuffers> {
 
   std::mutex mutex_;
   std::vector<std::pair<size_t, std::byte*>> free_;  // capacity, memory
+  size_t kept_bytes_ = 0;                             // sum of the capacities in free_
 };
 
 // Converts one JS input to an IoValue, copying tensor bytes (into memory from `buffers`) so
