@@ -7,6 +7,8 @@
  *
  *   npm run bench [-- --runs N] [-- --images N] [-- --rounds N] [-- --small] [-- --prepare]
  *
+ * USAGE below lists what each option sets.
+ *
  * The throughput comparison runs in --rounds rounds of one embed-image process and one
  * onnxruntime process, each timing --images images from first to last (onnxruntime in
  * batches of 8). The rounds alternate the two, so a slow spell of this shared machine hits
@@ -17,7 +19,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -27,25 +29,59 @@ import { buildClipProgram } from '../test/tooling/clip-program.js';
 import { clipGeometry, seededClipWeights, type ClipVisionConfig } from '../test/tooling/clip-weights.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const { values } = parseArgs({
-  options: {
-    runs: { type: 'string', default: '20' },
-    images: { type: 'string', default: '48' },
-    rounds: { type: 'string', default: '3' },
-    small: { type: 'boolean', default: false },
-    prepare: { type: 'boolean', default: false },
-  },
-});
+const USAGE = `Usage: npm run bench [-- options]
+
+Measures the CLIP ViT-B/32 image encoder (seeded weights) in embed-image and in
+onnxruntime-node, and prints a Markdown report for docs/benchmarks.md.
+
+Options:
+  --runs N     calls per latency measurement, after 3 warm-up calls (default 20)
+  --images N   images per throughput round, at least 8 (default 48)
+  --rounds N   alternated throughput rounds per runtime; each gives its median (default 3)
+  --small      a 2-layer model of the same width, to check the tooling quickly
+  --prepare    write the two model files and print their paths, without measuring
+  --help       print this help
+`;
+
+function usageError(message: string): never {
+  process.stderr.write(`bench: ${message}\nRun "npm run bench -- --help" for the options.\n`);
+  process.exit(2);
+}
+
+let parsed: ReturnType<typeof parseBenchArgs>;
+function parseBenchArgs() {
+  return parseArgs({
+    options: {
+      runs: { type: 'string', default: '20' },
+      images: { type: 'string', default: '48' },
+      rounds: { type: 'string', default: '3' },
+      small: { type: 'boolean', default: false },
+      prepare: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+}
+try {
+  parsed = parseBenchArgs();
+} catch (error) {
+  usageError((error as Error).message);
+}
+const { values } = parsed;
+if (values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
 const runs = Number(values.runs);
 // Concurrent calls in the throughput run: as many as onnxruntime's batch, so that the
 // runtime can batch them (maxBatch 8, the default).
 const concurrentCalls = 8;
 const images = Number(values.images);
 const rounds = Number(values.rounds);
-for (const [name, value] of [['runs', runs], ['images', images], ['rounds', rounds]] as const) {
-  if (!Number.isInteger(value) || value < 1) {
-    process.stderr.write(`bench: invalid --${name} ${JSON.stringify(values[name])}: pass a whole number of at least 1\n`);
-    process.exit(2);
+for (const [name, value, least] of [['runs', runs, 1], ['images', images, concurrentCalls], ['rounds', rounds, 1]] as const) {
+  if (!Number.isInteger(value) || value < least) {
+    usageError(`invalid --${name} ${JSON.stringify(values[name])}: pass a whole number of at least ${least}`);
   }
 }
 
@@ -134,6 +170,9 @@ function matrixProducts(): { shape: [number, number, number]; count: number; wei
 }
 
 function main(): void {
+  // One-minute load average before measuring. Above 1, another job shares the cores and
+  // every figure below suffers.
+  const startLoad = loadavg()[0] ?? 0;
   const { pte, onnx } = prepareModels();
   if (values.prepare) {
     process.stdout.write(`${pte}\n${onnx}\n`);
@@ -180,8 +219,10 @@ function main(): void {
   // Fraction of the FMA peak that a rate of `imagesPerSecond` means for the matrix products.
   const fmaRates = fma.gflopsPerThread as number[];
   const peakOf = (threads: number) => fmaRates.slice(0, threads).reduce((sum, rate) => sum + rate, 0);
-  const ofPeak = (imagesPerSecond: number, threads: number) =>
-    `${((flops * imagesPerSecond) / 1e9).toFixed(0)} GFLOP/s, ${((100 * flops * imagesPerSecond) / 1e9 / peakOf(threads)).toFixed(0)} %`;
+  const ofPeak = (imagesPerSecond: number, threads: number, flopsPerImage: number) =>
+    `${((flopsPerImage * imagesPerSecond) / 1e9).toFixed(0)} GFLOP/s, ${((100 * flopsPerImage * imagesPerSecond) / 1e9 / peakOf(threads)).toFixed(0)} %`;
+  // embed-image computes the products minus those it skips; onnxruntime computes them all.
+  const eiFlops = flops - skippedFlops;
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
   const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
 
@@ -191,15 +232,15 @@ function main(): void {
   const lines = [
     `### ${config.num_hidden_layers === 12 ? 'CLIP ViT-B/32' : `CLIP ViT-B/32 geometry, ${config.num_hidden_layers} layers`}, fp32, seeded weights (${new Date().toISOString().slice(0, 10)}, commit ${commit})`,
     '',
-    `Machine: ${cpu}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB. Command: \`npm run bench${values.small ? ' -- --small' : ''}\` (runs ${runs}, images ${images}, rounds ${rounds}). Model file ${modelMiB.toFixed(0)} MiB, ${(flops / 1e9).toFixed(2)} GFLOP per image in matrix products.`,
+    `Machine: ${cpu}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB. Command: \`npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}\` (runs ${runs}, images ${images}, rounds ${rounds}). Load average ${startLoad.toFixed(2)} at the start. Model file ${modelMiB.toFixed(0)} MiB, ${(flops / 1e9).toFixed(2)} GFLOP per image in matrix products.`,
     '',
     '| measurement | embed-image | onnxruntime-node | ratio (embed-image / ORT) |',
     '| --- | --- | --- | --- |',
     `| latency, 1 image, 1 thread (median ms) | ${ms(ei1.medianMs)} | ${ms(ort1.medianMs)} | ${ratio(ei1.medianMs as number, ort1.medianMs as number)} |`,
     `| latency, 1 image, 2 threads (median ms) | ${ms(ei2.medianMs)} | ${ms(ort2.medianMs)} | ${ratio(ei2.medianMs as number, ort2.medianMs as number)} (target ≤ 1.00${targetNote}) |`,
     `| throughput, 2 threads (images/s) | ${(eiThroughput.imagesPerSecond as number).toFixed(2)} (${concurrentCalls} concurrent calls, batched) | ${ortThroughput.toFixed(2)} (batch 8) | ${ratio(eiThroughput.imagesPerSecond as number, ortThroughput)} (target ≥ 1.10${targetNote}) |`,
-    `| matrix-product rate, 1 image, 2 threads (share of FMA peak) | ${ofPeak(1000 / (ei2.medianMs as number), 2)} | ${ofPeak(1000 / (ort2.medianMs as number), 2)} | |`,
-    `| matrix-product rate, throughput (share of FMA peak) | ${ofPeak(eiThroughput.imagesPerSecond as number, 2)} | ${ofPeak(ortThroughput, 2)} | |`,
+    `| matrix-product rate, 1 image, 2 threads (share of FMA peak) | ${ofPeak(1000 / (ei2.medianMs as number), 2, eiFlops)} | ${ofPeak(1000 / (ort2.medianMs as number), 2, flops)} | |`,
+    `| matrix-product rate, throughput (share of FMA peak) | ${ofPeak(eiThroughput.imagesPerSecond as number, 2, eiFlops)} | ${ofPeak(ortThroughput, 2, flops)} | |`,
     `| peak RSS, 2 threads (MiB) | ${ms(ei2.maxRssMiB)} (model + ${ms(ei2.maxRssMiB - modelMiB)}) | ${ms(ort2.maxRssMiB)} (model + ${ms(ort2.maxRssMiB - modelMiB)}) | target: model + 150 |`,
     `| peak RSS, throughput run (MiB) | ${ms(eiThroughput.maxRssMiB)} (model + ${ms((eiThroughput.maxRssMiB as number) - modelMiB)}) | ${ms(ortBatch.maxRssMiB)} (model + ${ms((ortBatch.maxRssMiB as number) - modelMiB)}) | |`,
     `| load time, warm page cache (ms) | ${ms(load.warmMs)} | | target < 1000 |`,
@@ -208,10 +249,31 @@ function main(): void {
     '',
     `Cosine between the two runtimes' embeddings of the same image: ${cosine(ei2.embedding as number[], ort2.embedding as number[]).toFixed(9)}.`,
     '',
-    `FMA peak (one loop of independent fused multiply-adds per thread, both threads at once): ${fmaRates.map((rate) => rate.toFixed(0)).join(' + ')} GFLOP/s. The rate rows count only the ${(flops / 1e9).toFixed(2)} GFLOP of matrix products per image, over the whole time of a call. embed-image skips ${(skippedFlops / 1e9).toFixed(2)} GFLOP of them (the last layer's MLP for the tokens that no output reads), which its rate still counts.`,
+    `FMA peak (one loop of independent fused multiply-adds per thread, both threads at once): ${fmaRates.map((rate) => rate.toFixed(0)).join(' + ')} GFLOP/s. The rate rows count only matrix products, over the whole time of a call: the ${(flops / 1e9).toFixed(2)} GFLOP per image that onnxruntime computes, and for embed-image ${(eiFlops / 1e9).toFixed(2)} GFLOP, because it skips ${(skippedFlops / 1e9).toFixed(2)} GFLOP (the last layer's MLP for the tokens that no output reads).`,
     '',
-    `Roofline (each product shape timed alone, repeated after 0.2 s of warm-up, so its weights come from the caches, which is not how the model runs): one image's matrix products alone take ${gemmMs(blas1).toFixed(1)} ms on 1 thread and ${gemmMs(blas2).toFixed(1)} ms on 2 threads in OpenBLAS, and ${gemmMs(backend1).toFixed(1)} ms and ${gemmMs(backend2).toFixed(1)} ms in the backend's path (weights packed at load, attention products in OpenBLAS); that path is ${((100 * gemmMs(backend2)) / (ei2.medianMs as number)).toFixed(0)} % of embed-image's 2-thread latency. Large-GEMM rate of one core in OpenBLAS (400×3072×768): ${peakGflops.toFixed(0)} GFLOP/s; embed-image reaches ${(flops / ((ei2.medianMs as number) * 1e6)).toFixed(0)} GFLOP/s on 2 threads, ${((100 * flops) / ((ei2.medianMs as number) * 1e6 * 2 * peakGflops)).toFixed(0)} % of two cores at that rate.`,
+    `Roofline (each product shape timed alone, repeated after 0.2 s of warm-up, so its weights come from the caches, which is not how the model runs): one image's matrix products alone take ${gemmMs(blas1).toFixed(1)} ms on 1 thread and ${gemmMs(blas2).toFixed(1)} ms on 2 threads in OpenBLAS, and ${gemmMs(backend1).toFixed(1)} ms and ${gemmMs(backend2).toFixed(1)} ms in the backend's path (weights packed at load, attention products in OpenBLAS); that path is ${((100 * gemmMs(backend2)) / (ei2.medianMs as number)).toFixed(0)} % of embed-image's 2-thread latency. OpenBLAS runs a large product (400×3072×768) at ${peakGflops.toFixed(0)} GFLOP/s on one core. The whole embed-image model runs its products at ${(eiFlops / ((ei2.medianMs as number) * 1e6)).toFixed(0)} GFLOP/s on 2 threads, ${((eiFlops / ((ei2.medianMs as number) * 1e6)) / (2 * peakGflops)).toFixed(2)} times two cores at OpenBLAS's rate, because its packed kernel is faster than this OpenBLAS build on this CPU.`,
   ];
+
+  // Figures that a busy machine distorts. Each check names what it saw, so that a reader of
+  // the report runs it again rather than trusting it.
+  const warnings: string[] = [];
+  if (startLoad > 1) warnings.push(`the load average was ${startLoad.toFixed(2)} at the start: another job was using the CPU`);
+  const spread = (rates: number[]) => Math.max(...rates) / Math.min(...rates);
+  if (spread(eiRates) > 1.2 || spread(ortRates) > 1.2) {
+    warnings.push(`throughput rounds differ by more than 20 % (embed-image ${spread(eiRates).toFixed(2)}x, onnxruntime ${spread(ortRates).toFixed(2)}x between its fastest and slowest)`);
+  }
+  const shares = [
+    (eiFlops * 1000) / (ei2.medianMs as number),
+    (flops * 1000) / (ort2.medianMs as number),
+    eiFlops * (eiThroughput.imagesPerSecond as number),
+    flops * ortThroughput,
+  ].map((rate) => rate / 1e9 / peakOf(2));
+  if (shares.some((share) => share > 1)) warnings.push('a matrix-product rate is above the FMA peak, so the peak was measured while the CPU was busy');
+  if (gemmMs(backend2) > (ei2.medianMs as number)) warnings.push("the roofline's products alone took longer than the whole model");
+  if (warnings.length > 0) {
+    lines.push('', `**Warning: this run is not reliable.** ${warnings.map((text) => `${text[0]!.toUpperCase()}${text.slice(1)}`).join('. ')}. Run it again when the machine is idle.`);
+    process.stderr.write(`bench: warning: ${warnings.join('; ')}\n`);
+  }
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
