@@ -26,7 +26,7 @@ import { parseArgs } from 'node:util';
 
 import { buildClipOnnx } from '../test/tooling/clip-onnx.js';
 import { buildClipProgram } from '../test/tooling/clip-program.js';
-import { clipGeometry, seededClipWeights, type ClipVisionConfig } from '../test/tooling/clip-weights.js';
+import { clipGeometry, parseClipConfig, seededClipWeights, type ClipVisionConfig } from '../test/tooling/clip-weights.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const USAGE = `Usage: npm run bench [-- options]
@@ -91,19 +91,10 @@ function median(values: number[]): number {
   return sorted[Math.floor((sorted.length - 1) / 2)]!;
 }
 
-// CLIP ViT-B/32 (openai/clip-vit-base-patch32), as react-native-executorch's CLIP_VIT_BASE_PATCH32_IMAGE.
-const config: ClipVisionConfig = {
-  hidden_size: 768,
-  intermediate_size: 3072,
-  num_hidden_layers: values.small ? 2 : 12,
-  num_attention_heads: 12,
-  image_size: 224,
-  patch_size: 32,
-  num_channels: 3,
-  layer_norm_eps: 1e-5,
-  hidden_act: 'quick_gelu',
-  projection_dim: 512,
-};
+// CLIP ViT-B/32 (the vision part of openai/clip-vit-base-patch32's config), as
+// react-native-executorch's CLIP_VIT_BASE_PATCH32_IMAGE; --small keeps 2 of its 12 layers.
+const fullConfig = parseClipConfig(JSON.parse(readFileSync(join(root, 'fixtures', 'models', 'clip-vit-b32.config.json'), 'utf8')));
+const config: ClipVisionConfig = { ...fullConfig, num_hidden_layers: values.small ? 2 : fullConfig.num_hidden_layers };
 const seed = 1;
 
 function prepareModels(): { pte: string; onnx: string } {
