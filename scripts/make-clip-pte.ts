@@ -40,7 +40,10 @@ function main(): void {
       strict: true,
     }));
   } catch (error) {
-    fail((error as Error).message);
+    // parseArgs reads "--seed -1" as a value that looks like an option and suggests
+    // "--seed=-1", which the range check rejects anyway, so the message gives the valid range.
+    const message = (error as Error).message;
+    fail(/--seed/.test(message) ? `${message.split('.')[0]}: --seed takes an integer from 0 to 4294967295` : message);
   }
   if (values.help) {
     process.stdout.write(`${usage}\n`);
@@ -69,11 +72,21 @@ function main(): void {
     if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff) fail(`--seed must be an integer from 0 to 4294967295, got "${seedText}"`);
     weights = seededClipWeights(config, seed);
   } else {
-    weights = loadClipWeights(new Uint8Array(readFileSync(weightsPath!)), config, weightsPath);
+    let weightBytes: Uint8Array;
+    try {
+      weightBytes = new Uint8Array(readFileSync(weightsPath!));
+    } catch (error) {
+      throw new Error(`cannot read --weights ${weightsPath}: ${(error as Error).message}`);
+    }
+    weights = loadClipWeights(weightBytes, config, weightsPath);
   }
 
   const { bytes, summary } = buildClipProgram(config, weights);
-  writeFileSync(outPath, bytes);
+  try {
+    writeFileSync(outPath, bytes);
+  } catch (error) {
+    throw new Error(`cannot write --out ${outPath}: ${(error as Error).message}; check that its folder exists and is writable`);
+  }
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   process.stderr.write(
     `make-clip-pte: wrote ${outPath} (${bytes.length} bytes, ${summary.delegateCount} XnnpackBackend delegates, ` +

@@ -23,6 +23,15 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
   } catch (error) {
     await handle?.close().catch(() => undefined);
     await unlink(temporary).catch(() => undefined);
-    throw new EmbedImageError('ERR_FILE_WRITE', `${file}: cannot write the file: ${(error as Error).message}`, { cause: error });
+    throw new EmbedImageError('ERR_FILE_WRITE', `${file}: cannot write the file: ${writeFailure(error, path.dirname(file))}`, { cause: error });
   }
+}
+
+/** Describes a failed write in terms of `folder`, not of the temporary file that Node names. */
+function writeFailure(error: unknown, folder: string): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return `the folder ${folder} does not exist; create it first`;
+  if (code === 'EACCES' || code === 'EPERM') return `permission denied to create files in ${folder}`;
+  if (code === 'ENOTDIR') return `${folder} is not a folder`;
+  return (error as Error).message;
 }

@@ -481,7 +481,8 @@ describe('cli run', () => {
     const output = join(folder, 'no-such-folder', 'y.npy');
     const result = await cli('run', paths.addOne, '-i', paths.x3, '-o', output);
     expect(result.status).toBe(1);
-    expect(result.stderr).toMatch(/no-such-folder\/y\.npy: cannot write the file: .*ERR_FILE_WRITE/);
+    expect(result.stderr).toMatch(/no-such-folder\/y\.npy: cannot write the file: the folder .*no-such-folder does not exist; create it first.*ERR_FILE_WRITE/);
+    expect(result.stderr).not.toMatch(/\.tmp/);
   });
 
   it('unknown method', async () => {

@@ -990,7 +990,8 @@ void Program::run(MethodPlan& plan, std::span<Call> calls, ThreadPool* pool) {
       if (++steps > options_.max_instructions) {
         for (Call* call : live) {
           call->status = error(ErrorCode::kExecutionLimit, "stopped after ", options_.max_instructions,
-                               " instructions (the limit set by maxInstructions); the program may loop forever");
+                               " instructions, the limit set by maxInstructions (--max-instructions in the CLI); "
+                               "the program may loop forever, or raise the limit if it needs more");
         }
         live.clear();
         break;

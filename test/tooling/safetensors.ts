@@ -67,7 +67,7 @@ export function parseSafetensors(bytes: Uint8Array, label = 'safetensors data', 
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = view.getBigUint64(0, true);
   if (headerLength > BigInt(bytes.length - 8)) {
-    throw new Error(`${label}: header length ${headerLength} exceeds the file size ${bytes.length}`);
+    throw new Error(`${label}: not a safetensors file: its first 8 bytes give a header length of ${headerLength}, more than the file's ${bytes.length} bytes`);
   }
   const dataStart = 8 + Number(headerLength);
   let header: Record<string, unknown>;
