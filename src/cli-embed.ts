@@ -371,7 +371,7 @@ export function registerEmbedCommand(program: Command, output: CliOutput, setSta
     .addOption(new Option('-f, --format <format>', 'json, jsonl or npy (default: from the --out extension, else jsonl; one image to stdout gives one JSON object)').choices(OUTPUT_FORMATS))
     .option('--resume', 'reuse the records in --out and --out.partial of an earlier or interrupted run, by image sha256 (default: start over)')
     .addOption(new Option('-t, --threads <count>', 'worker threads for kernels and delegates; 0 means one per CPU core').default(0).argParser(parseCount('--threads', 0)))
-    .addOption(new Option('-c, --concurrency <count>', 'images decoded and embedded at once; images embedded at the same time run as one batch of up to 8, so 8 gives the most images per second').default(2).argParser(parseCount('--concurrency', 1)))
+    .addOption(new Option('-c, --concurrency <count>', 'images in flight at once; one per CPU core (2 to 8) decodes at a time, and the model runs up to 8 of the others as one batch, so 16 keeps the batches full; lower it to save memory').default(16).argParser(parseCount('--concurrency', 1)))
     .addOption(new Option('--shard <I/N>', 'embed only part I of N (1 <= I <= N) of the sorted inputs, a contiguous block, for parallel jobs (default: all)').argParser(parseShardOption))
     .addOption(new Option('--timeout <seconds>', 'time limit for downloading each http(s) input, in seconds').default(30).argParser(parseSeconds))
     .option('-q, --quiet', 'print no progress bar, notes or summary; failures are still reported (default: off)')

@@ -5,6 +5,10 @@
  * float32 tensor [1, 3, H, W] and returns a float32 tensor [1, D] (CLIP's image encoders
  * return unit-length vectors). The input size comes from the program itself.
  */
+import { availableParallelism } from 'node:os';
+
+import pLimit, { type LimitFunction } from 'p-limit';
+
 import { EmbedImageError } from './errors.js';
 import { resolveModel, type ModelSpec, type ResolveModelOptions, type ResolvedModel } from './models.js';
 import { decodeImage, preprocess as preprocessPixels, type PreprocessProfile } from './preprocess.js';
@@ -67,7 +71,12 @@ export interface EmbedManyProgress {
 }
 
 export interface EmbedManyOptions {
-  /** Sources processed at once (default 2). */
+  /**
+   * Sources in flight at once (default: twice the model's maxBatch, 16 unless load() set it).
+   * At most one per CPU core (2 to 8) is decoded at a time, whatever this is. The rest wait for
+   * the model, which runs up to maxBatch of them as one batch. Twice maxBatch keeps the
+   * batches full while others decode; with 2, the model mostly runs one image at a time.
+   */
   concurrency?: number;
   /** Called after each source finishes, in completion order. */
   onProgress?: (progress: EmbedManyProgress) => void;
@@ -92,10 +101,26 @@ export function asEmbedImageError(error: unknown): EmbedImageError {
  * model of the given input size.
  */
 export async function preprocessImage(imageSource: ImageSource, options: PreprocessImageOptions): Promise<PreprocessedImage> {
+  return preprocessLimited(imageSource, options, (work) => work());
+}
+
+/**
+ * preprocessImage() with the decoding and resizing run through `limit`, so that a caller can
+ * bound how many full-size images are decoded at once. Reading or downloading the source is
+ * not limited.
+ */
+async function preprocessLimited(
+  imageSource: ImageSource,
+  options: PreprocessImageOptions,
+  limit: <T>(work: () => Promise<T>) => Promise<T>,
+): Promise<PreprocessedImage> {
   const resolved = await resolveImageSource(imageSource, options.sources);
   const name = options.name ?? resolved.label;
-  const image = resolved.kind === 'pixels' ? resolved.pixels : { ...(await decodeImage(resolved.bytes, { name })), format: 'rgb' as const };
-  const result = await preprocessPixels(image, { width: options.width, height: options.height, profile: options.profile ?? DEFAULT_PROFILE });
+  const { image, result } = await limit(async () => {
+    const image = resolved.kind === 'pixels' ? resolved.pixels : { ...(await decodeImage(resolved.bytes, { name })), format: 'rgb' as const };
+    const result = await preprocessPixels(image, { width: options.width, height: options.height, profile: options.profile ?? DEFAULT_PROFILE });
+    return { image, result };
+  });
   return {
     tensor: result.tensor,
     resized: result.resized,
@@ -150,8 +175,17 @@ export async function mapOrdered<T, R>(
   return results;
 }
 
+/**
+ * Images decoded at once by one ImageEmbeddings: one per CPU core, at least 2 and at most 8.
+ * Decoding and resizing run on libuv's and libvips's threads beside the model's. The bound
+ * keeps the memory of full-size decoded images small while more images are in flight.
+ */
+const DECODE_CONCURRENCY = Math.max(2, Math.min(8, availableParallelism()));
+
 export class ImageEmbeddings {
   #program: Program | undefined;
+  #maxBatch = 8;
+  #decodes: LimitFunction = pLimit(DECODE_CONCURRENCY);
   #model: ResolvedModel | undefined;
   #profile: PreprocessProfile = DEFAULT_PROFILE;
   #width = 0;
@@ -189,6 +223,7 @@ export class ImageEmbeddings {
       this.#height = shape.height;
       this.#dimensions = shape.dimensions;
       this.#sourceOptions = options.sources;
+      this.#maxBatch = options.maxBatch ?? 8;
       onDownloadProgress?.(1);
     } catch (error) {
       program.dispose();
@@ -227,7 +262,8 @@ export class ImageEmbeddings {
   /** Returns the exact input tensor that forward() would pass to the model for this image. */
   async preprocess(imageSource: ImageSource, options: ForwardOptions = {}): Promise<PreprocessedImage> {
     this.#loaded();
-    return preprocessImage(imageSource, { ...options, width: this.#width, height: this.#height, profile: this.#profile, sources: this.#sourceOptions });
+    const settings = { ...options, width: this.#width, height: this.#height, profile: this.#profile, sources: this.#sourceOptions };
+    return preprocessLimited(imageSource, settings, this.#decodes);
   }
 
   /** Embeds one image and resolves to its embedding (D float32 values). */
@@ -270,7 +306,7 @@ export class ImageEmbeddings {
       options.onProgress?.({ ...progress });
       return result;
     };
-    return mapOrdered(sources, options.concurrency ?? 2, task, (result) => options.onResult?.(result));
+    return mapOrdered(sources, options.concurrency ?? 2 * this.#maxBatch, task, (result) => options.onResult?.(result));
   }
 
   /** Releases the model. Calls in flight finish first, and later calls fail with ERR_DISPOSED. */

@@ -405,7 +405,7 @@ describe('usage', () => {
     const result = await runCli(['embed', '--help']);
     expect(result.status).toBe(0);
     expect(result.stdout).toMatch(/in\s+seconds\s+\(default:\s+30\)/);
-    expect(result.stdout).toMatch(/images\s+decoded\s+and\s+embedded\s+at\s+once;[^(]*batch\s+of\s+up\s+to\s+8[^(]*\(default:\s+2\)/);
+    expect(result.stdout).toMatch(/images\s+in\s+flight\s+at\s+once;[^(]*\(2\s+to\s+8\)\s+decodes[^(]*batch,\s+so\s+16\s+keeps\s+the\s+batches\s+full;[^(]*\(default:\s+16\)/);
   });
 
   it('states the size unit in preprocess help', async () => {

@@ -1,0 +1,79 @@
+// ImageEmbeddings decodes at most one image per CPU core (2 to 8) at a time, however many
+// sources embedMany() has in flight, and the limit changes no result. decodeImage() is wrapped
+// to count the decodes running at once and to hold each one long enough for others to start.
+// Expected embeddings come from the float64 CLIP forward pass in test/tooling/clip-reference.ts.
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+
+import { ImageEmbeddings, preprocessImage } from '../src/embeddings.js';
+import { maxAbsDifference, repoRoot } from './helpers.js';
+import { patternPng } from './embed-images.js';
+import { clipReferenceEmbedding } from './tooling/clip-reference.js';
+import { parseClipConfig, seededClipWeights } from './tooling/clip-weights.js';
+
+const decodes = vi.hoisted(() => ({ running: 0, most: 0, total: 0 }));
+
+vi.mock('../src/preprocess.js', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('../src/preprocess.js')>();
+  return {
+    ...actual,
+    decodeImage: async (...args: Parameters<typeof actual.decodeImage>) => {
+      decodes.running += 1;
+      decodes.total += 1;
+      decodes.most = Math.max(decodes.most, decodes.running);
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return await actual.decodeImage(...args);
+      } finally {
+        decodes.running -= 1;
+      }
+    },
+  };
+});
+
+const modelPath = path.join(repoRoot, 'fixtures', 'models', 'clip-tiny.pte');
+const config = parseClipConfig(JSON.parse(readFileSync(path.join(repoRoot, 'fixtures', 'models', 'clip-tiny.config.json'), 'utf8')));
+const weights = seededClipWeights(config, 1);
+const limit = Math.max(2, Math.min(8, availableParallelism()));
+const embeddings = new ImageEmbeddings();
+
+beforeAll(async () => {
+  await embeddings.load({ modelSource: modelPath, threads: 2 });
+});
+
+afterAll(() => {
+  embeddings.delete();
+});
+
+describe('decode limit', () => {
+  it('bounds decodes and keeps results', async () => {
+    const sources = Array.from({ length: 3 * limit + 2 }, (_, i) => patternPng(40 + i, 30, 100 + i));
+    decodes.most = 0;
+    decodes.total = 0;
+    const results = await embeddings.embedMany(sources);
+
+    expect(decodes.total).toBe(sources.length);
+    expect(decodes.most).toBeLessThanOrEqual(limit);
+    expect(decodes.most).toBeGreaterThanOrEqual(2);
+    for (const [index, result] of results.entries()) {
+      if (!result.ok) expect.fail(`source ${index} failed: ${result.error.message}`);
+      const { tensor } = await preprocessImage(sources[index]!, { width: config.image_size, height: config.image_size });
+      const expected = clipReferenceEmbedding(config, weights, tensor);
+      expect(maxAbsDifference(result.embedding, expected), `source ${index}`).toBeLessThanOrEqual(1e-5);
+    }
+  });
+
+  it('releases the slot of a failed decode', async () => {
+    const bad = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]);
+    const sources = [...Array.from({ length: 2 * limit }, () => bad), patternPng(33, 21, 7)];
+    const results = await embeddings.embedMany(sources);
+
+    expect(results.slice(0, -1).every((result) => !result.ok && result.error.code === 'ERR_IMAGE_DECODE')).toBe(true);
+    const last = results.at(-1);
+    if (!last?.ok) expect.fail(`the last source failed: ${last?.error.message}`);
+    expect(last.embedding).toHaveLength(config.projection_dim);
+  });
+});
