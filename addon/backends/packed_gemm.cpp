@@ -323,9 +323,11 @@ void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const
   items = std::max(items, threads * kSlicesPerThread);
   // Enough slices that each one's weights fit slice_bytes() through all of k: one thread with
   // the 3072-deep products of ViT-B/32 would otherwise run 4 slices of 192 columns, each in two
-  // halves of k.
+  // halves of k. The count stays a multiple of the thread count. With 640 KiB slices, 16
+  // blocks of 3072-deep columns on 2 threads had made 15 slices, one of them twice as wide.
   int64_t column_bytes = k * block_columns * static_cast<int64_t>(sizeof(float));
-  items = std::min(column_blocks, std::max(items, (column_blocks * column_bytes + slice_bytes() - 1) / slice_bytes()));
+  int64_t fitting = (column_blocks * column_bytes + slice_bytes() - 1) / slice_bytes();
+  items = std::min(column_blocks, std::max(items, (fitting + threads - 1) / threads * threads));
   for (int64_t even = items; even <= std::min(column_blocks, 2 * items); even += threads) {
     if (column_blocks % even == 0) {
       items = even;
