@@ -26,9 +26,10 @@ function image(seed) {
   return data;
 }
 
+// The middle value, or the lower of the two middle ones for an even count (as scripts/bench.ts).
 function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
+  return sorted[Math.floor((sorted.length - 1) / 2)];
 }
 
 // Peak resident memory of this process. getrusage's maxRSS is no good here: Linux carries it
