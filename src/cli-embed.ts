@@ -47,10 +47,11 @@ export interface EmbedCliOptions {
 
 const EMBED_HELP = `
 Inputs: image files (any extension), folders (walked recursively for files named *.jpg,
-  *.jpeg, *.png, *.webp, *.gif, *.bmp, *.tif, *.tiff, *.avif, *.heic, *.heif, *.pbm, *.pgm,
-  *.ppm, *.pnm, following symbolic links and walking each real folder once), glob patterns
-  in quotes such as "photos/**/*.jpg" (image files only), and http(s) URLs. They are sorted
-  by path relative to the working directory; each file is embedded once.
+  *.jpeg, *.jpe, *.png, *.webp, *.gif, *.bmp, *.tif, *.tiff, *.avif, *.heic, *.heif, *.pbm,
+  *.pgm, *.ppm, *.pnm in any case, following symbolic links and walking each real folder
+  once), glob patterns in quotes such as "photos/**/*.jpg" (image files only), and http(s)
+  URLs. They are sorted by path relative to the working directory; each file is embedded
+  once.
 
 Output: one record per image, in sorted order whatever --concurrency is:
   {"path":"photos/a.jpg","sha256":"<sha256 of the file>","model":{"name":"...","sha256":"..."},
