@@ -16,6 +16,7 @@
 #include "backends/blas.h"
 #include "backends/packed_gemm.h"
 #include "napi/preprocess.h"
+#include "napi/promise_worker.h"
 #include "runtime/backend.h"
 #include "runtime/kernel.h"
 #include "runtime/program.h"
@@ -280,8 +281,9 @@ Napi::Value io_to_js(Napi::Env env, const IoValue& value) {
 
 class ProgramWrap : public Napi::ObjectWrap<ProgramWrap> {
  public:
-  static Napi::FunctionReference* constructor;
-
+  // Defines the NativeProgram class in `env`. Each environment (the main thread and every
+  // worker thread that loads the addon) keeps its own constructor as its instance data, which
+  // Node-API frees when that environment ends.
   static void Init(Napi::Env env) {
     Napi::Function function = DefineClass(env, "NativeProgram",
                                           {
@@ -292,8 +294,7 @@ class ProgramWrap : public Napi::ObjectWrap<ProgramWrap> {
                                               InstanceMethod("executeBatch", &ProgramWrap::ExecuteBatch),
                                               InstanceMethod("dispose", &ProgramWrap::Dispose),
                                           });
-    constructor = new Napi::FunctionReference(Napi::Persistent(function));
-    env.SetInstanceData(constructor);
+    env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(function)));
   }
 
   explicit ProgramWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ProgramWrap>(info) {}
@@ -412,21 +413,16 @@ class ProgramWrap : public Napi::ObjectWrap<ProgramWrap> {
   std::shared_ptr<InputBuffers> buffers_ = std::make_shared<InputBuffers>();
 };
 
-Napi::FunctionReference* ProgramWrap::constructor = nullptr;
-
 // Runs calls of one method together (Program::execute_batch). Resolves to an array with, per
 // call, its array of outputs or the Error it failed with.
-class ExecuteWorker : public Napi::AsyncWorker {
+class ExecuteWorker : public ei::napi::PromiseWorker {
  public:
   ExecuteWorker(Napi::Env env, std::shared_ptr<ei::Program> program, std::string method,
                 std::vector<std::vector<IoValue>> inputs)
-      : Napi::AsyncWorker(env),
-        deferred_(Napi::Promise::Deferred::New(env)),
+      : ei::napi::PromiseWorker(env),
         program_(std::move(program)),
         method_(std::move(method)),
         inputs_(std::move(inputs)) {}
-
-  Napi::Promise promise() { return deferred_.Promise(); }
 
   void Execute() override {
     // The core reports errors as Status values; an exception here is an allocation failure or
@@ -440,8 +436,7 @@ class ExecuteWorker : public Napi::AsyncWorker {
     }
   }
 
-  void OnOK() override {
-    Napi::Env env = Env();
+  void Settle(Napi::Env env) override {
     if (!failure_.ok()) {
       deferred_.Reject(make_error(env, failure_).Value());
       return;
@@ -458,10 +453,7 @@ class ExecuteWorker : public Napi::AsyncWorker {
     deferred_.Resolve(results);
   }
 
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
-
  private:
-  Napi::Promise::Deferred deferred_;
   std::shared_ptr<ei::Program> program_;
   std::string method_;
   std::vector<std::vector<IoValue>> inputs_;
@@ -509,17 +501,14 @@ Napi::Value ProgramWrap::ExecuteBatch(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-class LoadWorker : public Napi::AsyncWorker {
+class LoadWorker : public ei::napi::PromiseWorker {
  public:
   LoadWorker(Napi::Env env, std::string path, std::vector<uint8_t> bytes, bool from_bytes, ei::LoadOptions options)
-      : Napi::AsyncWorker(env),
-        deferred_(Napi::Promise::Deferred::New(env)),
+      : ei::napi::PromiseWorker(env),
         path_(std::move(path)),
         bytes_(std::move(bytes)),
         from_bytes_(from_bytes),
         options_(options) {}
-
-  Napi::Promise promise() { return deferred_.Promise(); }
 
   void Execute() override {
     try {
@@ -543,21 +532,17 @@ class LoadWorker : public Napi::AsyncWorker {
     program_ = std::move(result).value();
   }
 
-  void OnOK() override {
-    Napi::Env env = Env();
+  void Settle(Napi::Env env) override {
     if (!status_.ok()) {
       deferred_.Reject(make_error(env, status_).Value());
       return;
     }
-    Napi::Object object = ProgramWrap::constructor->New({});
+    Napi::Object object = env.GetInstanceData<Napi::FunctionReference>()->New({});
     ProgramWrap::Unwrap(object)->set_program(std::move(program_));
     deferred_.Resolve(object);
   }
 
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
-
  private:
-  Napi::Promise::Deferred deferred_;
   std::string path_;
   std::vector<uint8_t> bytes_;
   bool from_bytes_;

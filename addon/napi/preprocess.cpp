@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "napi/promise_worker.h"
 #include "preprocess/pixels.h"
 #include "preprocess/resize_linear.h"
 
@@ -58,12 +59,11 @@ Napi::Uint8Array to_uint8_array(Napi::Env env, const std::vector<uint8_t>& bytes
 
 enum class TensorScaling { kNone, kDouble, kFloat };
 
-class ResizeWorker : public Napi::AsyncWorker {
+class ResizeWorker : public PromiseWorker {
  public:
   ResizeWorker(Napi::Env env, std::vector<uint8_t> pixels, int width, int height, int channels, int out_width,
                int out_height, TensorScaling scaling)
-      : Napi::AsyncWorker(env),
-        deferred_(Napi::Promise::Deferred::New(env)),
+      : PromiseWorker(env),
         pixels_(std::move(pixels)),
         width_(width),
         height_(height),
@@ -72,7 +72,6 @@ class ResizeWorker : public Napi::AsyncWorker {
         out_height_(out_height),
         scaling_(scaling) {}
 
-  Napi::Promise promise() { return deferred_.Promise(); }
 
   void Execute() override {
     size_t out_pixels = static_cast<size_t>(out_width_) * static_cast<size_t>(out_height_);
@@ -87,8 +86,7 @@ class ResizeWorker : public Napi::AsyncWorker {
     ei::preprocess::rgb_to_planar_float(resized_.data(), out_width_, out_height_, scaling, tensor_.data());
   }
 
-  void OnOK() override {
-    Napi::Env env = Env();
+  void Settle(Napi::Env env) override {
     Napi::Object result = Napi::Object::New(env);
     result.Set("resized", to_uint8_array(env, resized_));
     if (scaling_ == TensorScaling::kNone) {
@@ -101,10 +99,7 @@ class ResizeWorker : public Napi::AsyncWorker {
     deferred_.Resolve(result);
   }
 
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
-
  private:
-  Napi::Promise::Deferred deferred_;
   std::vector<uint8_t> pixels_;
   int width_, height_, channels_, out_width_, out_height_;
   TensorScaling scaling_;
@@ -159,12 +154,10 @@ Napi::Value ResizePixels(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-class CmykWorker : public Napi::AsyncWorker {
+class CmykWorker : public PromiseWorker {
  public:
   CmykWorker(Napi::Env env, std::vector<uint8_t> cmyk, bool inverted)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), cmyk_(std::move(cmyk)), inverted_(inverted) {}
-
-  Napi::Promise promise() { return deferred_.Promise(); }
+      : PromiseWorker(env), cmyk_(std::move(cmyk)), inverted_(inverted) {}
 
   void Execute() override {
     size_t pixels = cmyk_.size() / 4;
@@ -172,12 +165,9 @@ class CmykWorker : public Napi::AsyncWorker {
     ei::preprocess::cmyk_to_rgb(cmyk_.data(), pixels, inverted_, rgb_.data());
   }
 
-  void OnOK() override { deferred_.Resolve(to_uint8_array(Env(), rgb_)); }
-
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+  void Settle(Napi::Env env) override { deferred_.Resolve(to_uint8_array(env, rgb_)); }
 
  private:
-  Napi::Promise::Deferred deferred_;
   std::vector<uint8_t> cmyk_;
   bool inverted_;
   std::vector<uint8_t> rgb_;
