@@ -104,8 +104,8 @@ Napi::Object meta_to_js(Napi::Env env, const ei::ValueMeta& meta) {
 // fall on the JS thread between one batch and the next, while the cores wait. With 8
 // concurrent calls (batches of 8 back to back), reusing the memory gave 2-3 % more images per
 // second (2-core AMD EPYC, 2026-12-05). Buffers return here when the call's inputs are
-// released, and the pool keeps up to kKept of them, kKeptBytes in all, while the program
-// lives.
+// released, and the pool keeps the latest kKept of them, kKeptBytes in all, until the program
+// is disposed.
 class InputBuffers : public std::enable_shared_from_this<InputBuffers> {
  public:
   static constexpr size_t kAlignment = 64;
@@ -149,22 +149,45 @@ class InputBuffers : public std::enable_shared_from_this<InputBuffers> {
     });
   }
 
- private:
-  void give_back(std::byte* memory, size_t capacity) {
+  // Frees every kept buffer when the program is disposed. Buffers still in use are freed when
+  // they come back.
+  void close() {
+    std::vector<std::pair<size_t, std::byte*>> kept;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (free_.size() < kKept && capacity <= kKeptBytes - kept_bytes_) {
+      closed_ = true;
+      kept.swap(free_);
+      kept_bytes_ = 0;
+    }
+    for (const auto& [capacity, memory] : kept) std::free(memory);
+  }
+
+ private:
+  // Keeps a released buffer, dropping the oldest kept ones when the pool is full, so that
+  // buffers of a size the calls no longer use give way to those of the sizes in use.
+  void give_back(std::byte* memory, size_t capacity) {
+    std::vector<std::byte*> dropped;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (closed_ || capacity > kKeptBytes) {
+        dropped.push_back(memory);
+      } else {
+        while (!free_.empty() && (free_.size() >= kKept || capacity > kKeptBytes - kept_bytes_)) {
+          kept_bytes_ -= free_.front().first;
+          dropped.push_back(free_.front().second);
+          free_.erase(free_.begin());
+        }
         free_.emplace_back(capacity, memory);
         kept_bytes_ += capacity;
-        return;
       }
     }
-    std::free(memory);
+    for (std::byte* buffer : dropped) std::free(buffer);
   }
 
   std::mutex mutex_;
   std::vector<std::pair<size_t, std::byte*>> free_;  // capacity, memory
   size_t kept_bytes_ = 0;                             // sum of the capacities in free_
+  bool closed_ = false;                               // set by close(): keep nothing more
 };
 
 // Converts one JS input to an IoValue, copying tensor bytes (into memory from `buffers`) so
@@ -406,6 +429,7 @@ class ProgramWrap : public Napi::ObjectWrap<ProgramWrap> {
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     // Workers in flight hold their own reference, so the program outlives them.
     program_.reset();
+    buffers_->close();
     return info.Env().Undefined();
   }
 
