@@ -182,22 +182,35 @@ export async function mapOrdered<T, R>(
  */
 const DECODE_CONCURRENCY = Math.max(2, Math.min(8, availableParallelism()));
 
+/**
+ * A loaded model with what its calls need. Each call takes the one loaded when it starts and
+ * keeps it to the end, so delete() or another load() never changes a call midway. The program
+ * is disposed once it is retired (replaced or deleted) and no call uses it.
+ */
+interface LoadedModel {
+  program: Program;
+  model: ResolvedModel;
+  profile: PreprocessProfile;
+  width: number;
+  height: number;
+  dimensions: number;
+  sources: SourceOptions | undefined;
+  maxBatch: number;
+  /** Calls using the model now. */
+  users: number;
+  retired: boolean;
+}
+
 export class ImageEmbeddings {
-  #program: Program | undefined;
-  #maxBatch = 8;
-  #decodes: LimitFunction = pLimit(DECODE_CONCURRENCY);
-  #model: ResolvedModel | undefined;
+  #loadedModel: LoadedModel | undefined;
   #profile: PreprocessProfile = DEFAULT_PROFILE;
-  #width = 0;
-  #height = 0;
-  #dimensions = 0;
-  #sourceOptions: SourceOptions | undefined;
+  #decodes: LimitFunction = pLimit(DECODE_CONCURRENCY);
 
   /**
    * Finds (or downloads) the model, loads it and checks that `forward` takes a float32
    * [1, 3, H, W] tensor and returns a float32 [1, D] tensor. `onDownloadProgress` receives the
    * downloaded fraction from 0 to 1, as in react-native-executorch. Loading again replaces the
-   * model that was loaded before.
+   * model that was loaded before; calls already made finish with the model they started with.
    */
   async load(options: ImageEmbeddingsLoadOptions, onDownloadProgress?: (progress: number) => void): Promise<void> {
     if (typeof options !== 'object' || options === null || options.modelSource === undefined) {
@@ -213,33 +226,49 @@ export class ImageEmbeddings {
     }
     const model = await resolveModel(options.modelSource, resolveOptions);
     const program = await Program.load(model.path, { threads: options.threads ?? 0, maxBatch: options.maxBatch });
+    let shape: { width: number; height: number; dimensions: number };
     try {
-      const shape = checkEmbeddingProgram(program, model.name);
-      this.delete();
-      this.#program = program;
-      this.#model = model;
-      this.#profile = options.profile ?? DEFAULT_PROFILE;
-      this.#width = shape.width;
-      this.#height = shape.height;
-      this.#dimensions = shape.dimensions;
-      this.#sourceOptions = options.sources;
-      this.#maxBatch = options.maxBatch ?? 8;
-      onDownloadProgress?.(1);
+      shape = checkEmbeddingProgram(program, model.name);
     } catch (error) {
       program.dispose();
       throw error;
     }
+    const previous = this.#loadedModel;
+    this.#loadedModel = {
+      program,
+      model,
+      profile: options.profile ?? DEFAULT_PROFILE,
+      ...shape,
+      sources: options.sources,
+      maxBatch: options.maxBatch ?? 8,
+      users: 0,
+      retired: false,
+    };
+    this.#profile = this.#loadedModel.profile;
+    if (previous) retire(previous);
+    onDownloadProgress?.(1);
   }
 
-  #loaded(): Program {
-    if (!this.#program) throw new EmbedImageError('ERR_DISPOSED', 'the image embeddings model is not loaded; call load() first');
-    return this.#program;
+  #current(): LoadedModel {
+    if (!this.#loadedModel) throw new EmbedImageError('ERR_DISPOSED', 'the image embeddings model is not loaded; call load() first');
+    return this.#loadedModel;
+  }
+
+  /** Runs `work` with the model loaded now, which stays loaded until `work` settles. */
+  async #withModel<T>(work: (loaded: LoadedModel) => Promise<T>): Promise<T> {
+    const loaded = this.#current();
+    loaded.users += 1;
+    try {
+      return await work(loaded);
+    } finally {
+      loaded.users -= 1;
+      if (loaded.retired && loaded.users === 0) loaded.program.dispose();
+    }
   }
 
   /** The loaded model: name, sha256 and local path. */
   get model(): { name: string; sha256: string; path: string } {
-    this.#loaded();
-    const model = this.#model!;
+    const { model } = this.#current();
     return { name: model.name, sha256: model.sha256, path: model.path };
   }
 
@@ -249,39 +278,48 @@ export class ImageEmbeddings {
 
   /** The model's input size in pixels. */
   get inputSize(): { width: number; height: number } {
-    this.#loaded();
-    return { width: this.#width, height: this.#height };
+    const { width, height } = this.#current();
+    return { width, height };
   }
 
   /** Length of the embedding vectors. */
   get dimensions(): number {
-    this.#loaded();
-    return this.#dimensions;
+    return this.#current().dimensions;
   }
 
   /** Returns the exact input tensor that forward() would pass to the model for this image. */
   async preprocess(imageSource: ImageSource, options: ForwardOptions = {}): Promise<PreprocessedImage> {
-    this.#loaded();
-    const settings = { ...options, width: this.#width, height: this.#height, profile: this.#profile, sources: this.#sourceOptions };
-    return preprocessLimited(imageSource, settings, this.#decodes);
+    return this.#withModel((loaded) => this.#preprocessWith(loaded, imageSource, options));
   }
 
   /** Embeds one image and resolves to its embedding (D float32 values). */
   async forward(imageSource: ImageSource, options: ForwardOptions = {}): Promise<Float32Array> {
-    const program = this.#loaded();
-    const input = await this.preprocess(imageSource, options);
-    return this.forwardTensor(input.tensor, program);
+    return this.#withModel((loaded) => this.#forwardWith(loaded, imageSource, options));
   }
 
   /** Runs the model on a float32 [1, 3, H, W] tensor from preprocess() and returns the embedding. */
-  async forwardTensor(tensor: Float32Array, program = this.#loaded()): Promise<Float32Array> {
-    const expected = 3 * this.#width * this.#height;
+  async forwardTensor(tensor: Float32Array): Promise<Float32Array> {
+    return this.#withModel((loaded) => this.#runTensor(loaded, tensor));
+  }
+
+  #preprocessWith(loaded: LoadedModel, imageSource: ImageSource, options: ForwardOptions): Promise<PreprocessedImage> {
+    const settings = { ...options, width: loaded.width, height: loaded.height, profile: loaded.profile, sources: loaded.sources };
+    return preprocessLimited(imageSource, settings, this.#decodes);
+  }
+
+  async #forwardWith(loaded: LoadedModel, imageSource: ImageSource, options: ForwardOptions): Promise<Float32Array> {
+    const input = await this.#preprocessWith(loaded, imageSource, options);
+    return this.#runTensor(loaded, input.tensor);
+  }
+
+  async #runTensor(loaded: LoadedModel, tensor: Float32Array): Promise<Float32Array> {
+    const expected = 3 * loaded.width * loaded.height;
     if (!(tensor instanceof Float32Array) || tensor.length !== expected) {
-      throw new EmbedImageError('ERR_INVALID_INPUT', `the input tensor must be a Float32Array of 1 x 3 x ${this.#height} x ${this.#width} = ${expected} values`);
+      throw new EmbedImageError('ERR_INVALID_INPUT', `the input tensor must be a Float32Array of 1 x 3 x ${loaded.height} x ${loaded.width} = ${expected} values`);
     }
-    const [output] = await program.execute('forward', [{ dtype: 'float32', shape: [1, 3, this.#height, this.#width], data: tensor }]);
-    if (!isTensor(output) || !(output.data instanceof Float32Array) || output.data.length !== this.#dimensions) {
-      throw new EmbedImageError('ERR_INTERNAL', `forward returned ${isTensor(output) ? `a ${output.dtype} tensor of shape [${output.shape.join(', ')}]` : typeof output}, not float32 [1, ${this.#dimensions}]`);
+    const [output] = await loaded.program.execute('forward', [{ dtype: 'float32', shape: [1, 3, loaded.height, loaded.width], data: tensor }]);
+    if (!isTensor(output) || !(output.data instanceof Float32Array) || output.data.length !== loaded.dimensions) {
+      throw new EmbedImageError('ERR_INTERNAL', `forward returned ${isTensor(output) ? `a ${output.dtype} tensor of shape [${output.shape.join(', ')}]` : typeof output}, not float32 [1, ${loaded.dimensions}]`);
     }
     return output.data;
   }
@@ -289,32 +327,40 @@ export class ImageEmbeddings {
   /**
    * Embeds many images with up to `concurrency` at once. Resolves to one result per source,
    * in input order. A source that fails becomes a failed result and does not stop the others.
+   * All sources use the model loaded when embedMany() is called, even if delete() or load()
+   * comes in between.
    */
   async embedMany(sources: readonly ImageSource[], options: EmbedManyOptions = {}): Promise<EmbedManyResult[]> {
-    this.#loaded();
-    const progress: EmbedManyProgress = { done: 0, failed: 0, total: sources.length };
-    const task = async (source: ImageSource, index: number): Promise<EmbedManyResult> => {
-      let result: EmbedManyResult;
-      try {
-        if (options.signal?.aborted) throw new EmbedImageError('ERR_INVALID_ARGUMENT', 'the signal aborted the batch before this image was started');
-        result = { index, ok: true, embedding: await this.forward(source) };
-      } catch (error) {
-        result = { index, ok: false, error: asEmbedImageError(error) };
-        progress.failed += 1;
-      }
-      progress.done += 1;
-      options.onProgress?.({ ...progress });
-      return result;
-    };
-    return mapOrdered(sources, options.concurrency ?? 2 * this.#maxBatch, task, (result) => options.onResult?.(result));
+    return this.#withModel((loaded) => {
+      const progress: EmbedManyProgress = { done: 0, failed: 0, total: sources.length };
+      const task = async (source: ImageSource, index: number): Promise<EmbedManyResult> => {
+        let result: EmbedManyResult;
+        try {
+          if (options.signal?.aborted) throw new EmbedImageError('ERR_INVALID_ARGUMENT', 'the signal aborted the batch before this image was started');
+          result = { index, ok: true, embedding: await this.#forwardWith(loaded, source, {}) };
+        } catch (error) {
+          result = { index, ok: false, error: asEmbedImageError(error) };
+          progress.failed += 1;
+        }
+        progress.done += 1;
+        options.onProgress?.({ ...progress });
+        return result;
+      };
+      return mapOrdered(sources, options.concurrency ?? 2 * loaded.maxBatch, task, (result) => options.onResult?.(result));
+    });
   }
 
   /** Releases the model. Calls in flight finish first, and later calls fail with ERR_DISPOSED. */
   delete(): void {
-    this.#program?.dispose();
-    this.#program = undefined;
-    this.#model = undefined;
+    if (this.#loadedModel) retire(this.#loadedModel);
+    this.#loadedModel = undefined;
   }
+}
+
+/** Marks a replaced or deleted model, and disposes its program now if no call uses it. */
+function retire(loaded: LoadedModel): void {
+  loaded.retired = true;
+  if (loaded.users === 0) loaded.program.dispose();
 }
 
 /** Checks the forward method's signature and returns the input size and embedding length. */
