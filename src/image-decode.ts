@@ -82,6 +82,56 @@ function channelsToRgb(data: Uint8Array, pixels: number, channels: number): Uint
 }
 
 /**
+ * Lets decodes run side by side, or one alone. libvips keeps one error buffer for the whole
+ * process, and sharp reads it after a failure, so decodes that fail at the same time can read
+ * each other's messages or find the buffer cleared ("Unknown error"), as lovell/sharp issue
+ * 902 reports.
+ * A decode that failed is therefore run again alone, and its own message is reported.
+ */
+class DecodeGate {
+  #running = 0;
+  #alone = false;
+  #waiting: (() => void)[] = [];
+  #aloneWaiting = 0;
+
+  /** Runs `work` beside other shared work, after any work waiting to run alone. */
+  async shared<T>(work: () => Promise<T>): Promise<T> {
+    while (this.#alone || this.#aloneWaiting > 0) await this.#wait();
+    this.#running += 1;
+    try {
+      return await work();
+    } finally {
+      this.#running -= 1;
+      this.#wake();
+    }
+  }
+
+  /** Runs `work` while no other work runs. */
+  async alone<T>(work: () => Promise<T>): Promise<T> {
+    this.#aloneWaiting += 1;
+    while (this.#alone || this.#running > 0) await this.#wait();
+    this.#aloneWaiting -= 1;
+    this.#alone = true;
+    try {
+      return await work();
+    } finally {
+      this.#alone = false;
+      this.#wake();
+    }
+  }
+
+  #wait(): Promise<void> {
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  #wake(): void {
+    for (const resolve of this.#waiting.splice(0)) resolve();
+  }
+}
+
+const decodeGate = new DecodeGate();
+
+/**
  * Decodes an encoded image (JPEG, PNG, WebP, GIF, TIFF, AVIF and the other formats that
  * sharp reads) to 8-bit RGB pixels, as OpenCV's `IMREAD_COLOR` would. Fails with
  * ERR_IMAGE_DECODE when the bytes are empty, corrupt or in no supported format, and with
@@ -97,7 +147,17 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}
     throw new EmbedImageError('ERR_INVALID_ARGUMENT', `maxPixels must be a positive integer, got ${String(maxPixels)}`);
   }
   if (bytes.length === 0) throw decodeError(name, 'the file is empty');
+  try {
+    return await decodeGate.shared(() => decodeChecked(bytes, name, maxPixels));
+  } catch (error) {
+    // Only sharp's failures carry libvips's message; the other errors come from checks here.
+    if (!(error instanceof EmbedImageError) || error.cause === undefined) throw error;
+    return decodeGate.alone(() => decodeChecked(bytes, name, maxPixels));
+  }
+}
 
+/** decodeImage() after its argument checks. */
+async function decodeChecked(bytes: Uint8Array, name: string, maxPixels: number): Promise<RgbImage> {
   // sharp checks its own limit while decoding; the header check below gives the clearer error
   // and stops before any pixel is decoded. The sharp limit stays as a second guard.
   const input = { failOn: 'error', ignoreIcc: true, limitInputPixels: maxPixels } as const;

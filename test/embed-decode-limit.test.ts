@@ -6,11 +6,13 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { ImageEmbeddings, preprocessImage } from '../src/embeddings.js';
+import { EmbedImageError } from '../src/errors.js';
 import { maxAbsDifference, repoRoot } from './helpers.js';
-import { patternPng } from './embed-images.js';
+import { patternPixels, patternPng } from './embed-images.js';
 import { clipReferenceEmbedding } from './tooling/clip-reference.js';
 import { parseClipConfig, seededClipWeights } from './tooling/clip-weights.js';
 
@@ -75,5 +77,41 @@ describe('decode limit', () => {
     const last = results.at(-1);
     if (!last?.ok) expect.fail(`the last source failed: ${last?.error.message}`);
     expect(last.embedding).toHaveLength(config.projection_dim);
+  });
+
+  it('reports each failed decode with its own message', async () => {
+    // libvips keeps one error buffer per process: without the retry alone, decodes failing at
+    // the same time read each other's messages, or "Unknown error" (about 1 in 6 here).
+    const jpeg = await sharp(Buffer.from(patternPixels(64, 64, 3)), { raw: { width: 64, height: 64, channels: 3 } }).jpeg().toBuffer();
+    const badCrc = Buffer.from(patternPng(8, 8, 1));
+    badCrc.writeUInt32BE(100000, 16);
+    const png = patternPng(50, 50, 9);
+    const corrupt = [
+      { name: 'png with a bad CRC', bytes: new Uint8Array(badCrc) },
+      { name: 'jpeg header only', bytes: new Uint8Array(jpeg.subarray(0, 20)) },
+      { name: 'truncated png', bytes: png.subarray(0, 60) },
+      { name: 'truncated jpeg', bytes: new Uint8Array(jpeg.subarray(0, jpeg.length / 2)) },
+      { name: 'gif without frames', bytes: new Uint8Array(Buffer.from('GIF89a\x01\x00\x01\x00\x00\x00\x00;', 'latin1')) },
+      { name: 'text', bytes: new Uint8Array(Buffer.from('this is not an image')) },
+    ];
+    const alone = new Map<string, string>();
+    for (const { name, bytes } of corrupt) {
+      const error = await embeddings.forward(bytes).then(() => undefined, (failure: unknown) => failure);
+      expect(error, name).toBeInstanceOf(EmbedImageError);
+      expect((error as EmbedImageError).code, name).toBe('ERR_IMAGE_DECODE');
+      alone.set(name, (error as EmbedImageError).message);
+    }
+
+    const sources = Array.from({ length: 10 }, () => corrupt).flat();
+    const differing: string[] = [];
+    for (let round = 0; round < 5; round++) {
+      const results = await embeddings.embedMany(sources.map((source) => source.bytes));
+      results.forEach((result, index) => {
+        const { name } = sources[index]!;
+        const message = result.ok ? 'decoded' : result.error.message;
+        if (message !== alone.get(name)) differing.push(`${name}: "${message}", alone "${alone.get(name)}"`);
+      });
+    }
+    expect(differing.slice(0, 3), `${differing.length} of ${5 * sources.length} messages differ`).toEqual([]);
   });
 });
