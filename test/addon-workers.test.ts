@@ -40,6 +40,19 @@ function runChild(main: string): { status: number | null; signal: NodeJS.Signals
   return { status: result.status, signal: result.signal, lines, stderr: result.stderr };
 }
 
+function expectCleanExit(child: { status: number | null; stderr: string }): void {
+  expect(child.stderr).toBe('');
+  expect(child.status).toBe(0);
+}
+
+/** Checks that the child printed `count` embeddings, each the reference one. */
+function expectReferenceLines(lines: unknown[], count: number): void {
+  expect(lines).toHaveLength(count);
+  for (const line of lines as { where: string; embedding: number[] }[]) {
+    expect(maxAbsDifference(Float32Array.from(line.embedding), expected), line.where).toBeLessThanOrEqual(1e-5);
+  }
+}
+
 const workerOf = (body: string) => `new Worker(${JSON.stringify(`${embedSource}\nimport { parentPort } from 'node:worker_threads';\n${body}`)}, { eval: true })`;
 
 describe('addon in worker threads', () => {
@@ -53,12 +66,8 @@ await new Promise((resolve) => worker.once('exit', resolve));
 console.log(JSON.stringify({ where: 'worker', embedding: fromWorker }));
 console.log(JSON.stringify({ where: 'main after', embedding: await embed(2) }));
 `);
-    expect(child.stderr).toBe('');
-    expect(child.status).toBe(0);
-    expect(child.lines).toHaveLength(3);
-    for (const line of child.lines as { where: string; embedding: number[] }[]) {
-      expect(maxAbsDifference(Float32Array.from(line.embedding), expected), line.where).toBeLessThanOrEqual(1e-5);
-    }
+    expectCleanExit(child);
+    expectReferenceLines(child.lines, 3);
   });
 
   it('loads in main while a worker holds the addon', () => {
@@ -71,12 +80,8 @@ await new Promise((resolve) => worker.once('message', resolve));
 console.log(JSON.stringify({ where: 'main during', embedding: await embed(2) }));
 await worker.terminate();
 `);
-    expect(child.stderr).toBe('');
-    expect(child.status).toBe(0);
-    expect(child.lines).toHaveLength(2);
-    for (const line of child.lines as { where: string; embedding: number[] }[]) {
-      expect(maxAbsDifference(Float32Array.from(line.embedding), expected), line.where).toBeLessThanOrEqual(1e-5);
-    }
+    expectCleanExit(child);
+    expectReferenceLines(child.lines, 2);
   });
 
   it('survives terminating a worker with calls in flight', () => {
@@ -97,7 +102,6 @@ console.log(JSON.stringify({ where: 'main', embedding: await embed(2) }));
 `);
     expect(child.signal).toBeNull();
     expect(child.status).toBe(0);
-    const [line] = child.lines as { embedding: number[] }[];
-    expect(maxAbsDifference(Float32Array.from(line!.embedding), expected)).toBeLessThanOrEqual(1e-5);
+    expectReferenceLines(child.lines, 1);
   });
 });
