@@ -104,4 +104,28 @@ console.log(JSON.stringify({ where: 'main', embedding: await embed(2) }));
     expect(child.status).toBe(0);
     expectReferenceLines(child.lines, 1);
   });
+
+  it('survives workers terminated at random moments', () => {
+    // Workers end while they load the addon, load a program, or run and dispose it, so that
+    // Node-API calls fail inside module setup and inside NativeProgram methods too.
+    const child = runChild(`
+import { Worker } from 'node:worker_threads';
+for (let round = 0; round < 30; round++) {
+  const workers = Array.from({ length: 4 }, (_, i) => ${workerOf(`
+for (;;) {
+  const program = await Program.load(${JSON.stringify(modelPath)}, { threads: 1 });
+  const input = { dtype: 'float32', shape: [1, 3, ${size}, ${size}], data: new Float32Array(${3 * size * size}).fill(0.5) };
+  await Promise.all(Array.from({ length: 8 }, () => program.execute('forward', [input])));
+  program.dispose();
+}`)});
+  await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 150));
+  await Promise.all(workers.map((worker) => worker.terminate()));
+}
+console.log(JSON.stringify({ where: 'main', embedding: await embed(2) }));
+`);
+    expect(child.signal).toBeNull();
+    expect(child.stderr).toBe('');
+    expect(child.status).toBe(0);
+    expectReferenceLines(child.lines, 1);
+  }, 120_000);
 });
