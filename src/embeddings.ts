@@ -133,7 +133,9 @@ async function preprocessLimited(
 
 /**
  * Runs `task` on each item with at most `concurrency` at once, and calls `emit` with the
- * results in input order: each as soon as it and every result before it are done.
+ * results in input order: each as soon as it and every result before it are done. When a
+ * task or `emit` throws, no further item starts, and the returned promise rejects with that
+ * error once the tasks already running have finished.
  */
 export async function mapOrdered<T, R>(
   items: readonly T[],
@@ -159,18 +161,28 @@ export async function mapOrdered<T, R>(
     }
   };
 
+  let failed = false;
   const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next;
-      next += 1;
-      results[index] = await task(items[index]!, index);
-      done[index] = true;
-      emitting = emitting.then(flush);
-      await emitting;
+    try {
+      while (next < items.length && !failed) {
+        const index = next;
+        next += 1;
+        results[index] = await task(items[index]!, index);
+        done[index] = true;
+        emitting = emitting.then(flush);
+        await emitting;
+      }
+    } catch (error) {
+      failed = true;
+      throw error;
     }
   };
 
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+  // Every worker settles before this returns, so a caller that holds a resource for the whole
+  // run (embedMany holds its model) can release it when this settles.
+  const outcomes = await Promise.allSettled(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+  const failure = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+  if (failure) throw failure.reason;
   await emitting;
   return results;
 }
@@ -203,6 +215,8 @@ interface LoadedModel {
 
 export class ImageEmbeddings {
   #loadedModel: LoadedModel | undefined;
+  /** Counts load() and delete() calls; a load installs its model only if none came after it. */
+  #generation = 0;
   #profile: PreprocessProfile = DEFAULT_PROFILE;
   #decodes: LimitFunction = pLimit(DECODE_CONCURRENCY);
 
@@ -211,6 +225,8 @@ export class ImageEmbeddings {
    * [1, 3, H, W] tensor and returns a float32 [1, D] tensor. `onDownloadProgress` receives the
    * downloaded fraction from 0 to 1, as in react-native-executorch. Loading again replaces the
    * model that was loaded before; calls already made finish with the model they started with.
+   * A load() that is still running when load() or delete() is called again is superseded: it
+   * resolves, but its model is released at once and never used.
    */
   async load(options: ImageEmbeddingsLoadOptions, onDownloadProgress?: (progress: number) => void): Promise<void> {
     if (typeof options !== 'object' || options === null || options.modelSource === undefined) {
@@ -224,6 +240,8 @@ export class ImageEmbeddings {
         if (progress.totalBytes) onDownloadProgress(progress.receivedBytes / progress.totalBytes);
       };
     }
+    this.#generation += 1;
+    const generation = this.#generation;
     const model = await resolveModel(options.modelSource, resolveOptions);
     const program = await Program.load(model.path, { threads: options.threads ?? 0, maxBatch: options.maxBatch });
     let shape: { width: number; height: number; dimensions: number };
@@ -232,6 +250,10 @@ export class ImageEmbeddings {
     } catch (error) {
       program.dispose();
       throw error;
+    }
+    if (generation !== this.#generation) {
+      program.dispose();
+      return;
     }
     const previous = this.#loadedModel;
     this.#loadedModel = {
@@ -352,6 +374,7 @@ export class ImageEmbeddings {
 
   /** Releases the model. Calls in flight finish first, and later calls fail with ERR_DISPOSED. */
   delete(): void {
+    this.#generation += 1;
     if (this.#loadedModel) retire(this.#loadedModel);
     this.#loadedModel = undefined;
   }

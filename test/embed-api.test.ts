@@ -234,6 +234,29 @@ describe('mapOrdered', () => {
     const error = await errorOf(mapOrdered([1], 0, async (x) => x, () => undefined));
     expect(error.code).toBe('ERR_INVALID_ARGUMENT');
   });
+
+  it('stops and drains when emit throws', async () => {
+    let running = 0;
+    let started = 0;
+    const failure = new Error('disk full');
+    const pending = mapOrdered(
+      Array.from({ length: 20 }, (_, i) => i),
+      4,
+      async (item) => {
+        started += 1;
+        running += 1;
+        await new Promise((resolve) => setTimeout(resolve, 5 + (item % 3) * 5));
+        running -= 1;
+        return item;
+      },
+      () => {
+        throw failure;
+      },
+    );
+    await expect(pending).rejects.toBe(failure);
+    expect(running).toBe(0);
+    expect(started).toBeLessThan(20);
+  });
 });
 
 describe('formatFloat32', () => {

@@ -3,10 +3,12 @@
 // after its last call. Embeddings are checked against the float64 CLIP forward pass in
 // test/tooling/clip-reference.ts, so a result from the wrong model cannot pass.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { ImageEmbeddings, preprocessImage, type EmbedManyResult } from '../src/embeddings.js';
 import { patternPng } from './embed-images.js';
@@ -25,7 +27,26 @@ const otherPath = path.join(folder, 'clip-96.pte');
 writeFileSync(otherPath, buildClipProgram(otherConfig, seededClipWeights(otherConfig, 4)).bytes);
 const sources = Array.from({ length: 24 }, (_, i) => patternPng(120 + i, 90, i));
 
-afterAll(() => rmSync(folder, { recursive: true, force: true }));
+// Serves the 96 x 96 model on 127.0.0.1 after half a second, so that a load() of it finishes
+// after a load() of clip-tiny made later.
+let server: Server;
+let slowUrl = '';
+beforeAll(async () => {
+  const bytes = readFileSync(otherPath);
+  server = createServer((_request, response) => {
+    setTimeout(() => {
+      response.writeHead(200, { 'content-length': bytes.length, 'content-type': 'application/octet-stream' });
+      response.end(bytes);
+    }, 500);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  slowUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/clip-96.pte`;
+});
+
+afterAll(() => {
+  server?.close();
+  rmSync(folder, { recursive: true, force: true });
+});
 
 async function loaded(modelSource = tinyPath): Promise<ImageEmbeddings> {
   const embeddings = new ImageEmbeddings();
@@ -71,6 +92,28 @@ describe('delete while in flight', () => {
   });
 });
 
+describe('embedMany that fails', () => {
+  it('finishes its work before it rejects', async () => {
+    const embeddings = await loaded();
+    let settled = false;
+    let progressAfter = 0;
+    const pending = embeddings.embedMany(sources, {
+      concurrency: 16,
+      onResult: (result) => {
+        if (result.index === 0) throw new Error('cannot write the output');
+      },
+      onProgress: () => {
+        if (settled) progressAfter += 1;
+      },
+    });
+    await expect(pending).rejects.toThrow('cannot write the output');
+    settled = true;
+    embeddings.delete();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(progressAfter).toBe(0);
+  });
+});
+
 describe('load while in flight', () => {
   it('keeps embedMany on its model', async () => {
     const embeddings = await loaded();
@@ -88,5 +131,22 @@ describe('load while in flight', () => {
     await reload;
     await expectTinyEmbeddings(await pending);
     embeddings.delete();
+  });
+
+  it('keeps the model of the last load call', async () => {
+    const embeddings = new ImageEmbeddings();
+    const first = embeddings.load({ modelSource: slowUrl, threads: 2, resolve: { cacheDir: path.join(folder, 'cache-order') } });
+    const second = embeddings.load({ modelSource: tinyPath, threads: 2 });
+    await Promise.all([first, second]);
+    expect(embeddings.inputSize).toEqual({ width: 64, height: 64 });
+    embeddings.delete();
+  });
+
+  it('loads nothing after delete', async () => {
+    const embeddings = new ImageEmbeddings();
+    const loading = embeddings.load({ modelSource: slowUrl, threads: 2, resolve: { cacheDir: path.join(folder, 'cache-delete') } });
+    embeddings.delete();
+    await loading;
+    expect(() => embeddings.inputSize).toThrow(/not loaded/);
   });
 });
