@@ -151,6 +151,9 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}
     return await decodeGate.shared(() => decodeChecked(bytes, name, maxPixels));
   } catch (error) {
     // Only sharp's failures carry libvips's message; the other errors come from checks here.
+    // NOTE: an image that fails late in decoding costs about twice as much, and other decodes
+    // wait while it runs again. 100 truncated 3000x2000 JPEGs took 6.0 s instead of 2.6 s
+    // (embed, 2 cores); files that fail in their header cost little.
     if (!(error instanceof EmbedImageError) || error.cause === undefined) throw error;
     return decodeGate.alone(() => decodeChecked(bytes, name, maxPixels));
   }
