@@ -16,7 +16,7 @@ import { patternPixels, patternPng } from './embed-images.js';
 import { clipReferenceEmbedding } from './tooling/clip-reference.js';
 import { parseClipConfig, seededClipWeights } from './tooling/clip-weights.js';
 
-const decodes = vi.hoisted(() => ({ running: 0, most: 0, total: 0 }));
+const decodes = vi.hoisted(() => ({ running: 0, maxRunning: 0, total: 0 }));
 
 vi.mock('../src/preprocess.js', async (importOriginal) => {
   const actual = await importOriginal<typeof import('../src/preprocess.js')>();
@@ -25,7 +25,7 @@ vi.mock('../src/preprocess.js', async (importOriginal) => {
     decodeImage: async (...args: Parameters<typeof actual.decodeImage>) => {
       decodes.running += 1;
       decodes.total += 1;
-      decodes.most = Math.max(decodes.most, decodes.running);
+      decodes.maxRunning = Math.max(decodes.maxRunning, decodes.running);
       try {
         await new Promise((resolve) => setTimeout(resolve, 20));
         return await actual.decodeImage(...args);
@@ -53,13 +53,13 @@ afterAll(() => {
 describe('decode limit', () => {
   it('bounds decodes and keeps results', async () => {
     const sources = Array.from({ length: 3 * limit + 2 }, (_, i) => patternPng(40 + i, 30, 100 + i));
-    decodes.most = 0;
+    decodes.maxRunning = 0;
     decodes.total = 0;
     const results = await embeddings.embedMany(sources);
 
     expect(decodes.total).toBe(sources.length);
-    expect(decodes.most).toBeLessThanOrEqual(limit);
-    expect(decodes.most).toBeGreaterThanOrEqual(2);
+    expect(decodes.maxRunning).toBeLessThanOrEqual(limit);
+    expect(decodes.maxRunning).toBeGreaterThanOrEqual(2);
     for (const [index, result] of results.entries()) {
       if (!result.ok) expect.fail(`source ${index} failed: ${result.error.message}`);
       const { tensor } = await preprocessImage(sources[index]!, { width: config.image_size, height: config.image_size });

@@ -105,7 +105,7 @@ constexpr float kChainStart[6] = {1.0f, 1.1f, 1.2f, 1.3f, 0.999999f, 1e-6f};
 // slice_bytes() is 5/8 of the L2 cache of one core: 1.25 MiB with 2 MiB of L2 (the Xeons these
 // sizes were first tuned on), 640 KiB with 1 MiB. On a 2-core AMD EPYC (Zen 5, 1 MiB of L2 per
 // core), 8 concurrent ViT-B/32 calls ran 0.6 % (median) to 1.5 % (mean) faster with 640 KiB
-// slices than with 1.25 MiB, and faster in 8 of 10 alternated rounds (2026-12-05). Each
+// slices than with 1.25 MiB. They were faster in 8 of 10 alternated rounds (2026-12-05). Each
 // process's physical pages change the timings by a few percent, so only many rounds tell.
 int64_t slice_bytes() {
   static const int64_t bytes = [] {
@@ -325,8 +325,9 @@ void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const
   // the 3072-deep products of ViT-B/32 would otherwise run 4 slices of 192 columns, each in two
   // halves of k. The count stays a multiple of the thread count. With 640 KiB slices, 16
   // blocks of 3072-deep columns on 2 threads had made 15 slices, one of them twice as wide.
+  const int64_t max_slice_bytes = slice_bytes();
   int64_t column_bytes = k * block_columns * static_cast<int64_t>(sizeof(float));
-  int64_t fitting = (column_blocks * column_bytes + slice_bytes() - 1) / slice_bytes();
+  int64_t fitting = (column_blocks * column_bytes + max_slice_bytes - 1) / max_slice_bytes;
   items = std::min(column_blocks, std::max(items, (fitting + threads - 1) / threads * threads));
   for (int64_t even = items; even <= std::min(column_blocks, 2 * items); even += threads) {
     if (column_blocks % even == 0) {
@@ -341,7 +342,7 @@ void packed_linear(ThreadPool* pool, std::span<const RowSegment> segments, const
       int64_t last_n = std::min(n, (static_cast<int64_t>(item) + 1) * column_blocks / items * block_columns);
       // Slices of equal depth whose weights fit in slice_bytes().
       int64_t slice_columns = aligned_columns(last_n - first_n);
-      int64_t slices = std::max<int64_t>(1, (k * slice_columns * static_cast<int64_t>(sizeof(float)) + slice_bytes() - 1) / slice_bytes());
+      int64_t slices = std::max<int64_t>(1, (k * slice_columns * static_cast<int64_t>(sizeof(float)) + max_slice_bytes - 1) / max_slice_bytes);
       int64_t slice_depth = (k + slices - 1) / slices;
       for (int64_t first_k = 0; first_k < k; first_k += slice_depth) {
         int64_t depth = std::min(slice_depth, k - first_k);

@@ -104,14 +104,14 @@ Napi::Object meta_to_js(Napi::Env env, const ei::ValueMeta& meta) {
 // fall on the JS thread between one batch and the next, while the cores wait. With 8
 // concurrent calls (batches of 8 back to back), reusing the memory gave 2-3 % more images per
 // second (2-core AMD EPYC, 2026-12-05). Buffers return here when the call's inputs are
-// released, and the pool keeps the latest kKept of them, kKeptBytes in all, until the program
-// is disposed.
+// released, and the pool keeps the latest kMaxKept of them, kMaxKeptBytes in all, until the
+// program is disposed. Inputs under kSmallest bytes get fresh memory each time.
 class InputBuffers : public std::enable_shared_from_this<InputBuffers> {
  public:
   static constexpr size_t kAlignment = 64;
-  static constexpr size_t kSmallest = size_t{64} << 10;  // smaller inputs are allocated each time
-  static constexpr size_t kKept = 32;
-  static constexpr size_t kKeptBytes = size_t{64} << 20;
+  static constexpr size_t kSmallest = size_t{64} << 10;
+  static constexpr size_t kMaxKept = 32;
+  static constexpr size_t kMaxKeptBytes = size_t{64} << 20;
 
   InputBuffers() = default;
   InputBuffers(const InputBuffers&) = delete;
@@ -125,20 +125,20 @@ class InputBuffers : public std::enable_shared_from_this<InputBuffers> {
   std::shared_ptr<std::byte[]> take(size_t bytes) {
     size_t capacity = std::max<size_t>(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
     if (capacity < bytes) return nullptr;
+    if (capacity < kSmallest) return ei::allocate_aligned(std::max<size_t>(bytes, 1));
     std::byte* memory = nullptr;
-    if (capacity >= kSmallest) {
+    {
       std::lock_guard<std::mutex> lock(mutex_);
       auto match = std::find_if(free_.begin(), free_.end(), [&](const auto& entry) { return entry.first == capacity; });
       if (match != free_.end()) {
         memory = match->second;
-        kept_bytes_ -= match->first;
+        free_bytes_ -= match->first;
         free_.erase(match);
       }
     }
     if (memory == nullptr) memory = static_cast<std::byte*>(std::aligned_alloc(kAlignment, capacity));
     if (memory == nullptr) return nullptr;
     std::memset(memory + bytes, 0, capacity - bytes);
-    if (capacity < kSmallest) return std::shared_ptr<std::byte[]>(memory, [](std::byte* p) { std::free(p); });
     std::weak_ptr<InputBuffers> owner = weak_from_this();
     return std::shared_ptr<std::byte[]>(memory, [owner, capacity](std::byte* p) {
       if (auto pool = owner.lock()) {
@@ -152,14 +152,14 @@ class InputBuffers : public std::enable_shared_from_this<InputBuffers> {
   // Frees every kept buffer when the program is disposed. Buffers still in use are freed when
   // they come back.
   void close() {
-    std::vector<std::pair<size_t, std::byte*>> kept;
+    std::vector<std::pair<size_t, std::byte*>> freed;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       closed_ = true;
-      kept.swap(free_);
-      kept_bytes_ = 0;
+      freed.swap(free_);
+      free_bytes_ = 0;
     }
-    for (const auto& [capacity, memory] : kept) std::free(memory);
+    for (const auto& [capacity, memory] : freed) std::free(memory);
   }
 
  private:
@@ -169,16 +169,16 @@ class InputBuffers : public std::enable_shared_from_this<InputBuffers> {
     std::vector<std::byte*> dropped;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (closed_ || capacity > kKeptBytes) {
+      if (closed_ || capacity > kMaxKeptBytes) {
         dropped.push_back(memory);
       } else {
-        while (!free_.empty() && (free_.size() >= kKept || capacity > kKeptBytes - kept_bytes_)) {
-          kept_bytes_ -= free_.front().first;
+        while (!free_.empty() && (free_.size() >= kMaxKept || capacity > kMaxKeptBytes - free_bytes_)) {
+          free_bytes_ -= free_.front().first;
           dropped.push_back(free_.front().second);
           free_.erase(free_.begin());
         }
         free_.emplace_back(capacity, memory);
-        kept_bytes_ += capacity;
+        free_bytes_ += capacity;
       }
     }
     for (std::byte* buffer : dropped) std::free(buffer);
@@ -186,7 +186,7 @@ class InputBuffers : public std::enable_shared_from_this<InputBuffers> {
 
   std::mutex mutex_;
   std::vector<std::pair<size_t, std::byte*>> free_;  // capacity, memory
-  size_t kept_bytes_ = 0;                             // sum of the capacities in free_
+  size_t free_bytes_ = 0;                             // sum of the capacities in free_
   bool closed_ = false;                               // set by close(): keep nothing more
 };
 
